@@ -1,0 +1,215 @@
+"""Pipeline specs: the pydantic models behind `pipelines/*.yaml` and `aether build` flags.
+
+A spec is validated completely before any work starts, so a typo in a YAML file fails with the
+field path and the reason instead of half-way through a million-sample run. The resolved spec is
+stored verbatim in the manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aether_data.sampling import PROTOCOLS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PIPELINES_DIR = REPO_ROOT / "pipelines"
+WORKFLOWS: tuple[str, ...] = ("param", "style", "auto")
+IMPLEMENTED_WORKFLOWS: tuple[str, ...] = ("param", "auto")
+
+
+class SpecError(ValueError):
+    """A pipeline spec that cannot run; the message names the field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourcesSpec(_Strict):
+    """Where source photos come from (None = the bundled photographs)."""
+
+    path: str | None = Field(None, description="folder, image file, or .txt/.csv/.tsv/.parquet list")
+    max_pixels: int = Field(100_000_000, gt=0, description="decompression-bomb guard")
+    crop_scale: tuple[float, float] = Field(
+        (0.6, 1.0), description="random crop area range applied per sample (1,1 = no crop)"
+    )
+    flip: bool = Field(True, description="random horizontal flips")
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _check_crop(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0.1 <= lo <= hi <= 1.0:
+            raise ValueError("crop_scale must satisfy 0.1 <= low <= high <= 1")
+        return v
+
+
+class ImageSpec(_Strict):
+    """Output image geometry and encoding."""
+
+    size: int = Field(512, ge=16, le=8192, description="short edge of stored images in pixels")
+    format: Literal["jpg", "png"] = "jpg"
+    quality: int = Field(95, ge=50, le=100, description="JPEG quality")
+
+
+class ParamSpec(_Strict):
+    """Param workflow: Gaussian sampling over the 7 protocols."""
+
+    operator_stats: str | None = Field(None, description="operator_stats.yaml (default: presets/)")
+    protocols: list[str] = Field(default_factory=lambda: list(PROTOCOLS))
+    protocol_order: Literal["balanced", "random"] = Field(
+        "balanced", description="balanced = round-robin over `protocols` by sample index"
+    )
+    instruction_variants: int = Field(3, ge=3, le=10)
+
+    @field_validator("protocols")
+    @classmethod
+    def _check_protocols(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if p not in PROTOCOLS]
+        if bad or not v:
+            raise ValueError(f"unknown protocols {bad}; choose from {list(PROTOCOLS)}")
+        return v
+
+
+class StyleSpec(_Strict):
+    """Style workflow: match the photo to preset categories, apply one preset from them."""
+
+    library: str | None = Field(None, description="preset library file (default: presets/library)")
+    extra_presets: list[str] = Field(default_factory=list, description="folders of .xmp/.lrtemplate to add")
+    matcher: Literal["heuristic", "clip", "qwen-vl"] = "heuristic"
+    matcher_model: str | None = Field(None, description="local checkpoint path for clip / qwen-vl")
+    top_categories: int = Field(3, ge=1, le=193, description="fine categories kept by the matcher")
+    render: Literal["lut", "direct"] = Field("lut", description="bake the per-pixel part into a 3D LUT")
+    lut_size: int = Field(33, ge=9, le=129)
+    instruction_variants: int = Field(3, ge=3, le=10)
+
+
+class AutoSpec(_Strict):
+    """Auto workflow: inverse degradation of high-quality photos."""
+
+    operator_stats: str | None = None
+    supplementary_fraction: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="fraction of samples degraded by random operators (known corrective params)",
+    )
+    expert_db: str | None = Field(None, description="expert pair DB for encoder/renderer degradation")
+
+
+class AnnotatorSpec(_Strict):
+    """Which annotator writes instructions and reasoning."""
+
+    backend: Literal["template"] = "template"
+
+
+class RuntimeSpec(_Strict):
+    """Where and how wide to run."""
+
+    workers: int = Field(2, ge=1, le=4096, description="concurrent shard tasks")
+    ray_address: str | None = Field(None, description="join an existing cluster (else RAY_ADDRESS or local)")
+
+
+class PipelineSpec(_Strict):
+    """A complete, resolved build spec."""
+
+    workflow: Literal["param", "style", "auto", "all"]
+    num_samples: int = Field(64, ge=1)
+    seed: int = Field(0, ge=0, lt=2**63)
+    samples_per_shard: int = Field(256, ge=1, le=100_000)
+    mix: dict[str, float] = Field(
+        default_factory=lambda: {"param": 1.0, "style": 1.0, "auto": 1.0},
+        description="relative share per workflow when workflow = all",
+    )
+    sources: SourcesSpec = Field(default_factory=SourcesSpec)
+    image: ImageSpec = Field(default_factory=ImageSpec)
+    param: ParamSpec = Field(default_factory=ParamSpec)
+    style: StyleSpec = Field(default_factory=StyleSpec)
+    auto: AutoSpec = Field(default_factory=AutoSpec)
+    annotator: AnnotatorSpec = Field(default_factory=AnnotatorSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @model_validator(mode="after")
+    def _check_mix(self) -> PipelineSpec:
+        bad = [k for k in self.mix if k not in WORKFLOWS]
+        if bad:
+            raise ValueError(f"mix: unknown workflows {bad}")
+        if any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0:
+            raise ValueError("mix: shares must be >= 0 and not all zero")
+        return self
+
+    def workflows(self) -> list[str]:
+        """Workflows this spec builds, in canonical order."""
+        if self.workflow != "all":
+            return [self.workflow]
+        return [w for w in WORKFLOWS if self.mix.get(w, 0) > 0]
+
+
+def _format_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid pipeline spec ({origin}):"]
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def default_spec_path(workflow: str) -> Path:
+    """The documented defaults of a workflow, `pipelines/{workflow}.yaml`."""
+    return PIPELINES_DIR / f"{workflow}.yaml"
+
+
+def load_spec(
+    path: str | Path | None = None,
+    workflow: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> PipelineSpec:
+    """Load a spec file (or the workflow's default), apply CLI overrides, validate.
+
+    Raises `SpecError` naming every bad field before anything is built.
+    """
+    if path is None:
+        if workflow is None:
+            raise SpecError("give a workflow or a --config file")
+        path = default_spec_path(workflow)
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise SpecError(f"cannot read pipeline spec {p}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{p}: a pipeline spec must be a mapping")
+    if workflow is not None:
+        data["workflow"] = workflow
+    data = _deep_merge(data, overrides or {})
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_error(exc, str(p))) from None
+    missing = [w for w in spec.workflows() if w not in IMPLEMENTED_WORKFLOWS]
+    if missing:
+        raise SpecError(
+            f"workflow {', '.join(missing)} is not available in this version "
+            f"(available: {', '.join(IMPLEMENTED_WORKFLOWS)})"
+        )
+    return spec
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of pipeline specs (written to manifests/pipeline-spec.schema.json)."""
+    return PipelineSpec.model_json_schema()

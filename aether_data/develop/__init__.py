@@ -1,0 +1,37 @@
+"""Lightroom-style develop engine for the 38 core parameters (numpy, torch, 3D LUT, .cube).
+
+- ``render(image, params)``: numpy, HxWx3 float32 sRGB in [0, 1], slider-scale dict.
+- ``render_torch(image, params)``: differentiable, (B, 3, H, W) and normalised (B, 38) params.
+- ``bake_lut`` / ``apply_lut`` / ``render_fast``: the engine is per-pixel, so it bakes to a 3D LUT.
+- ``write_cube`` / ``read_cube``: Adobe .cube files.
+
+``render_torch`` is imported lazily so that numpy-only users do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .engine_np import render
+from .lut import apply_lut, bake_lut, read_cube, render_fast, write_cube
+
+if TYPE_CHECKING:
+    from .engine_torch import render_torch
+
+__all__ = [
+    "apply_lut",
+    "bake_lut",
+    "read_cube",
+    "render",
+    "render_fast",
+    "render_torch",
+    "write_cube",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "render_torch":
+        from .engine_torch import render_torch
+
+        return render_torch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,69 @@
+"""Differentiable torch develop engine: the numpy stages of ``engine_np`` run on tensors.
+
+``render_torch`` takes NORMALISED parameters (the model's space), never skips a stage (so every
+parameter gets a gradient, even at 0) and uses only smooth functions of the parameters: the only
+branches are on pixel values (sRGB knee, exposure shoulder knee, clipping), which are continuous.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from aether_data import params as P
+
+from .engine_np import develop
+
+
+class TorchOps:
+    """The ``xp`` namespace of ``color.py`` for torch tensors."""
+
+    name = "torch"
+    where = staticmethod(torch.where)
+    exp2 = staticmethod(torch.exp2)
+    tanh = staticmethod(torch.tanh)
+    sqrt = staticmethod(torch.sqrt)
+    sin = staticmethod(torch.sin)
+    cos = staticmethod(torch.cos)
+    atan2 = staticmethod(torch.atan2)
+    maximum = staticmethod(torch.maximum)
+    minimum = staticmethod(torch.minimum)
+    relu = staticmethod(torch.relu)
+
+    @staticmethod
+    def clip(x: Any, lo: float | None = None, hi: float | None = None) -> Any:
+        return torch.clamp(x, min=lo, max=hi)
+
+    @staticmethod
+    def is_zero(*values: Any) -> bool:
+        """Never skip a stage in torch: zero parameters still need their gradients."""
+        return False
+
+    @staticmethod
+    def is_nonpositive(value: Any) -> bool:
+        """Never take numpy's shortcut in torch (the exposure shoulder stays in the graph)."""
+        return False
+
+
+TORCH = TorchOps()
+
+
+def render_torch(image: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Develop a batch: image (B, 3, H, W) sRGB in [0, 1], params (B, 38) normalised, PARAM_NAMES order.
+
+    Same maths as ``aether_data.develop.render`` (which takes slider-scale dicts); differentiable
+    with respect to both arguments. Returns (B, 3, H, W) in [0, 1].
+    """
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"expected image of shape (B, 3, H, W), got {tuple(image.shape)}")
+    n = len(P.PARAM_NAMES)
+    if params.ndim != 2 or params.shape != (image.shape[0], n):
+        raise ValueError(f"expected params of shape ({image.shape[0]}, {n}), got {tuple(params.shape)}")
+    if not image.is_floating_point():
+        raise TypeError("image must be a floating-point tensor in [0, 1]")
+    params = params.to(dtype=image.dtype, device=image.device)
+    batch = image.shape[0]
+    p = {name: params[:, i].reshape(batch, 1, 1) for i, name in enumerate(P.PARAM_NAMES)}
+    r, g, b = develop(image[:, 0], image[:, 1], image[:, 2], p, TORCH)
+    return torch.stack([r, g, b], dim=1)

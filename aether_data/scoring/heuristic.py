@@ -1,0 +1,61 @@
+"""The default aesthetic scorer: a documented blend of exposure, contrast, colour and sharpness.
+
+It needs no weights and runs anywhere, so the embedded default pipeline can filter and rank
+photos. It is not a learned aesthetic model: it rewards well-exposed, contrasty, colourful, sharp,
+unclipped images, which is what the auto workflow's degradations take away. Score range 0–10
+(the LAION aesthetic scale), higher is better.
+
+    score = 10 · (0.30·exposure + 0.25·contrast + 0.20·colourfulness + 0.15·sharpness + 0.10·unclipped)
+
+- exposure      1 − |mean L* / 100 − 0.5| / 0.4, clipped to [0, 1]  (L* = CIE lightness)
+- contrast      1 − |std(L*) / 100 − 0.22| / 0.2, clipped
+- colourfulness Hasler & Süsstrunk (2003) metric on 8-bit values, / 60, clipped
+- sharpness     log10(1 + variance of the Laplacian of 8-bit luma) / 3, clipped
+- unclipped     1 − 10 · (fraction of pixels with L* < 2 or > 98), clipped
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+WEIGHTS = {"exposure": 0.30, "contrast": 0.25, "colourfulness": 0.20, "sharpness": 0.15, "unclipped": 0.10}
+
+
+def _clip01(x: float) -> float:
+    return float(min(1.0, max(0.0, x)))
+
+
+def _analysis_size(image: np.ndarray, short_edge: int = 256) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = short_edge / min(h, w)
+    if s >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def heuristic_components(image: np.ndarray) -> dict[str, float]:
+    """The five terms of the score, each in [0, 1], for a float32 HxWx3 sRGB image in [0, 1]."""
+    img = np.clip(_analysis_size(image.astype(np.float32)), 0, 1)
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2Lab)
+    lightness = lab[..., 0] / 100.0
+    rgb8 = img * 255.0
+    rg = rgb8[..., 0] - rgb8[..., 1]
+    yb = 0.5 * (rgb8[..., 0] + rgb8[..., 1]) - rgb8[..., 2]
+    colourful = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    luma = cv2.cvtColor((img * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    lap_var = float(cv2.Laplacian(luma, cv2.CV_64F).var())
+    clipped = float(((lightness < 0.02) | (lightness > 0.98)).mean())
+    return {
+        "exposure": _clip01(1 - abs(float(lightness.mean()) - 0.5) / 0.4),
+        "contrast": _clip01(1 - abs(float(lightness.std()) - 0.22) / 0.2),
+        "colourfulness": _clip01(float(colourful) / 60.0),
+        "sharpness": _clip01(np.log10(1 + lap_var) / 3.0),
+        "unclipped": _clip01(1 - 10 * clipped),
+    }
+
+
+def heuristic_score(image: np.ndarray) -> float:
+    """Aesthetic score in [0, 10] (see module docstring for the formula)."""
+    comps = heuristic_components(image)
+    return round(10.0 * sum(WEIGHTS[k] * v for k, v in comps.items()), 4)

@@ -1,0 +1,106 @@
+"""What every workflow shares: the plan row it receives, the pair it returns, source preparation.
+
+A workflow is a pure function of (prepared source image, sample seed, spec): it never touches the
+filesystem or the network, so a shard task can retry it and get the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from aether_data.config import PipelineSpec
+from aether_data.develop.color import luminance
+
+TASK_TOKENS: dict[str, str] = {
+    "param": "<Professional_Retouch_Task>",
+    "style": "<Style_Retouch_Task>",
+    "auto": "<Auto_Retouch_Task>",
+}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One planned sample: what to build and from which source, fixed before any work starts."""
+
+    index: int
+    key: str
+    workflow: str
+    shard: str
+    seed: int
+    source_index: int
+    source_uri: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "key": self.key,
+            "workflow": self.workflow,
+            "shard": self.shard,
+            "seed": self.seed,
+            "source_index": self.source_index,
+            "source_uri": self.source_uri,
+        }
+
+
+@dataclass
+class Pair:
+    """A synthesised (input, target) pair plus what is known about how it was made."""
+
+    input: np.ndarray
+    target: np.ndarray
+    params: dict[str, float] | None
+    params_origin: str | None
+    protocol: str | None
+    masks: list[int]
+    preset: dict[str, Any] | None = None
+    expert_ref: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Workflow(Protocol):
+    """One sample in, one pair out."""
+
+    name: str
+
+    def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair: ...
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, spec: PipelineSpec) -> np.ndarray:
+    """Seeded random crop (area in `sources.crop_scale`, source aspect kept) and horizontal flip.
+
+    Sources are reused across many samples; crops and flips make each use a distinct photo.
+    """
+    lo, hi = spec.sources.crop_scale
+    h, w = image.shape[:2]
+    area = float(rng.uniform(lo, hi))
+    side = float(np.sqrt(area))
+    ch, cw = max(8, round(h * side)), max(8, round(w * side))
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    out = image[y0 : y0 + ch, x0 : x0 + cw]
+    if spec.sources.flip and rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def image_stats(image: np.ndarray) -> dict[str, float]:
+    """Cheap global statistics the template annotator uses to describe a photo."""
+    lum = luminance(image[..., 0], image[..., 1], image[..., 2])
+    small = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA) if min(image.shape[:2]) > 64 else image
+    mx = small.max(axis=2)
+    mn = small.min(axis=2)
+    sat = np.where(mx > 1e-6, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    r, g, b = (float(small[..., c].mean()) for c in range(3))
+    return {
+        "mean_luminance": float(lum.mean()),
+        "contrast": float(lum.std()),
+        "saturation": float(sat.mean()),
+        "warmth": r - b,
+        "tint": g - (r + b) / 2,
+        "clipped_highlights": float((lum > 0.98).mean()),
+        "clipped_shadows": float((lum < 0.02).mean()),
+    }

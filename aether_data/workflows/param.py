@@ -1,0 +1,41 @@
+"""Param workflow: Gaussian-sampled Lightroom parameters rendered by the develop engine."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aether_data import params as P
+from aether_data.config import PipelineSpec
+from aether_data.develop import render
+from aether_data.sampling import load_operator_stats, sample_params
+from aether_data.workflows.base import Pair, PlanRow
+
+
+class ParamWorkflow:
+    """input = source, target = engine(source, params); params drawn per protocol."""
+
+    name = "param"
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.stats = load_operator_stats(spec.param.operator_stats)
+        self.protocols = list(spec.param.protocols)
+
+    def protocol_for(self, row: PlanRow, rng: np.random.Generator) -> str:
+        """Balanced mode cycles through the protocols by global index so every one appears."""
+        if self.spec.param.protocol_order == "balanced":
+            return self.protocols[row.index % len(self.protocols)]
+        return self.protocols[int(rng.integers(len(self.protocols)))]
+
+    def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        protocol = self.protocol_for(row, rng)
+        _, values = sample_params(rng, protocol, self.stats)
+        target = render(image, values)
+        return Pair(
+            input=image,
+            target=target,
+            params=values,
+            params_origin="sampled",
+            protocol=protocol,
+            masks=P.masks(values),
+        )
