@@ -225,11 +225,13 @@ def inspect(
         err.print(f"[red]no samples found in {directory}[/red]")
         raise typer.Exit(1)
     table = Table(title=f"{directory} — first {len(samples)} samples")
-    for col in ("key", "protocol", "masks", "instruction"):
+    for col in ("key", "protocol", "masks", "instruction / key elements"):
         table.add_column(col, overflow="fold")
     for key, rec, _, _ in samples:
-        instr = rec["instructions"][-1] if rec.get("instructions") else ""
-        table.add_row(key, str(rec.get("protocol")), str(rec.get("masks")), instr[:120])
+        # auto records share one fixed request: their key-elements line says more
+        text = (rec.get("reasoning") or {}).get("elements") if rec.get("workflow") == "auto" else None
+        text = text or (rec["instructions"][-1] if rec.get("instructions") else "")
+        table.add_row(key, str(rec.get("protocol")), str(rec.get("masks")), text[:160])
     out.print(table)
     if contact_sheet is not None:
         make_sheet(samples, contact_sheet)

@@ -102,9 +102,50 @@ class AutoSpec(_Strict):
 
 
 class AnnotatorSpec(_Strict):
-    """Which annotator writes instructions and reasoning."""
+    """Which annotator writes instructions and reasoning (see `aether_data.annotate.make_annotator`).
 
-    backend: Literal["template"] = "template"
+    Secrets never live here (the spec is stored in the manifest): the OpenAI-compatible backend
+    reads its key from the `AETHER_OPENAI_API_KEY` environment variable only.
+    """
+
+    backend: Literal["template", "openai", "qwen-vl"] = "template"
+    model: str | None = Field(None, description="openai: served model name; qwen-vl: optional label")
+    base_url: str | None = Field(None, description="openai: server root ending in /v1, e.g. http://host:8000/v1")
+    model_path: str | None = Field(None, description="qwen-vl: local Qwen2.5-VL / Qwen3-VL folder")
+    concurrency: int = Field(8, ge=1, le=1024, description="openai: requests in flight per worker")
+    timeout_s: float = Field(60.0, gt=0, description="openai: per-request timeout (seconds)")
+    max_retries: int = Field(2, ge=0, le=20, description="extra attempts after a failure, then template")
+    retry_backoff_s: float = Field(0.5, ge=0, description="openai: first backoff (doubles, seeded jitter)")
+    batch_size: int = Field(4, ge=1, le=1024, description="qwen-vl: samples per generate() call")
+    num_gpus: float = Field(0.0, ge=0, description="qwen-vl: GPUs per shard actor (Ray num_gpus)")
+    max_new_tokens: int = Field(768, ge=16, le=32768)
+    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy (first attempt)")
+    cache_dir: str | None = Field(None, description="default: $AETHER_CACHE_DIR or ~/.cache/aether/annotations")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(
+                "base_url must not carry credentials or a query (the spec is stored in the manifest); "
+                "put the key in the AETHER_OPENAI_API_KEY environment variable"
+            )
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> AnnotatorSpec:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("annotator backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if self.backend == "qwen-vl" and not self.model_path:
+            raise ValueError("annotator backend 'qwen-vl' needs model_path (a local Qwen2.5-VL/Qwen3-VL folder)")
+        return self
 
 
 class RuntimeSpec(_Strict):

@@ -227,6 +227,40 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
 
 
+class FaultPlan:
+    """Deliberate faults for reliability tests, from `AETHER_FAULTS` (comma-separated).
+
+    `raise:KEY` raises inside that sample; `exit:SHARD` kills the worker process the first time
+    it starts that shard (a marker in OUT/.faults makes it once per output directory). Unset in
+    production; documented so that anyone can rerun the fault-injection tests against a build.
+    """
+
+    def __init__(self, spec_text: str | None, out_dir: Path) -> None:
+        self.raise_keys: set[str] = set()
+        self.exit_shards: set[str] = set()
+        self.marker_dir = out_dir / ".faults"
+        for item in filter(None, (spec_text or "").split(",")):
+            kind, _, target = item.strip().partition(":")
+            if kind == "raise":
+                self.raise_keys.add(target)
+            elif kind == "exit":
+                self.exit_shards.add(target)
+
+    def before_sample(self, key: str) -> None:
+        if key in self.raise_keys:
+            raise RuntimeError(f"injected fault in sample {key}")
+
+    def before_shard(self, shard: str) -> None:
+        if shard not in self.exit_shards:
+            return
+        marker = self.marker_dir / shard
+        if marker.exists():
+            return
+        self.marker_dir.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        os._exit(17)  # a worker dying mid-shard, as an OOM kill would
+
+
 class ShardContext:
     """Everything a shard task needs, built once per worker (actor)."""
 
@@ -237,6 +271,7 @@ class ShardContext:
         self.annotator = TemplateAnnotator()
         # decode at ~3x the output size: enough for the smallest crop, far below camera resolution
         self.sources = SourceCache(spec.image.size * 3, spec.sources.max_pixels)
+        self.faults = FaultPlan(os.environ.get("AETHER_FAULTS"), out_dir)
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":
@@ -246,6 +281,7 @@ class ShardContext:
     def build_sample(self, row: PlanRow) -> tuple[dict[str, bytes], dict[str, Any]]:
         """One plan row → tar members and index fields. Raises SourceError for bad inputs."""
         spec = self.spec
+        self.faults.before_sample(row.key)
         rng = rng_for(row.seed)
         src = self.sources.get(row.source_uri)
         img = resize_short_edge(augment(src.pixels, rng, spec), spec.image.size)
@@ -318,15 +354,18 @@ class ShardContext:
         index_path = self.out_dir / "index" / f"{task.name}.parquet"
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
+        errors: list[str] = []
         with ShardWriter(tar_path) as writer:
-            for row in task.rows:
+            for i, row in enumerate(task.rows):
+                if i == len(task.rows) // 2:
+                    self.faults.before_shard(task.name)
                 try:
                     members, fields = self.build_sample(row)
                 except SourceError as exc:
                     skipped.append({"source": row.source_uri, "reason": exc.reason, "key": row.key})
                     continue
                 except Exception as exc:  # one bad sample must never cost the shard
-                    log.warning("sample %s failed:\n%s", row.key, traceback.format_exc())
+                    errors.append(f"{row.key} ({row.source_uri}):\n{traceback.format_exc()}")
                     skipped.append(
                         {"source": row.source_uri, "reason": f"error:{type(exc).__name__}", "key": row.key}
                     )
@@ -335,6 +374,8 @@ class ShardContext:
                 rows.append({"key": row.key, "members": info, **fields})
             shard = writer.commit()
         write_index(index_path, shard, rows, skipped)
+        if errors:
+            atomic_write_bytes(self.out_dir / "logs" / f"{task.name}.errors.txt", "\n".join(errors).encode())
         return {
             "name": task.name,
             "ok": True,
@@ -419,10 +460,16 @@ def init_ray(address: str | None, workers: int) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
+    common: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
     if address:
         ray.init(address=address, **common)
     else:
+        # The embedded cluster's chatter is noise to a data engineer; sample failures are
+        # recorded in the manifest and in OUT/logs/, not on the console.
+        # (RAY_BACKEND_LOG_LEVEL=fatal hides a C++ warning Ray Data's restartable actor pools
+        # always trigger; set it yourself to see everything.)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        common.update(log_to_driver=False, logging_level="ERROR")
         ray.init(num_cpus=max(workers, os.cpu_count() or 1), **common)
 
 
@@ -442,6 +489,8 @@ def _execute(
     import ray
     import ray.data
 
+    for name in ("ray.data", "ray.data._internal"):  # our progress replaces Ray Data's chatter
+        logging.getLogger(name).setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -552,7 +601,10 @@ def write_run_log(out: Path, spec: PipelineSpec, summary: BuildSummary) -> None:
         "failed": [{"shard": n, "error": e} for n, e in summary.failed],
         "code_version": __version__,
     }
-    atomic_write_bytes(out / "run.json", (json.dumps(log_entry, indent=2) + "\n").encode())
+    try:
+        atomic_write_bytes(out / "run.json", (json.dumps(log_entry, indent=2) + "\n").encode())
+    except OSError:
+        pass  # a full or read-only disk is reported by the build itself; the log is a courtesy
 
 
 def _prompt_versions() -> dict[str, str]:
