@@ -238,6 +238,21 @@ def inspect(
         err.print(f"contact sheet written to {contact_sheet}")
 
 
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="dataset directory (holds manifest.json)")],
+    examples: Annotated[int, typer.Option("--examples", help="contact-sheet pairs per workflow")] = 3,
+) -> None:
+    """Write report/report.html (self-contained) and the dataset card README.md."""
+    from aether_data.report import write_report
+
+    if not (directory / "manifest.json").is_file():
+        err.print(f"[red]error:[/red] {directory} has no manifest.json (build it first)")
+        raise typer.Exit(1)
+    paths = write_report(directory, examples_per_workflow=examples)
+    err.print(f"report: {paths['html']}\ndataset card: {paths['card']}")
+
+
 def run() -> None:  # pragma: no cover - console entry point helper
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     app()
