@@ -26,6 +26,13 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
+def _mount_subcommands() -> None:
+    """Sub-apps live beside the code they drive."""
+    from aether_data.presets.cli import presets_app
+
+    app.add_typer(presets_app, name="presets", help="The preset library: list, show, import, apply, export.")
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"aether {__version__}")
@@ -225,13 +232,14 @@ def inspect(
         err.print(f"[red]no samples found in {directory}[/red]")
         raise typer.Exit(1)
     table = Table(title=f"{directory} — first {len(samples)} samples")
-    for col in ("key", "protocol", "masks", "instruction / key elements"):
+    for col in ("key", "protocol / preset", "masks", "instruction / key elements"):
         table.add_column(col, overflow="fold")
     for key, rec, _, _ in samples:
         # auto records share one fixed request: their key-elements line says more
         text = (rec.get("reasoning") or {}).get("elements") if rec.get("workflow") == "auto" else None
         text = text or (rec["instructions"][-1] if rec.get("instructions") else "")
-        table.add_row(key, str(rec.get("protocol")), str(rec.get("masks")), text[:160])
+        what = rec.get("protocol") or (rec.get("preset") or {}).get("name")
+        table.add_row(key, str(what), str(rec.get("masks")), text[:160])
     out.print(table)
     if contact_sheet is not None:
         make_sheet(samples, contact_sheet)
@@ -251,6 +259,22 @@ def report(
         raise typer.Exit(1)
     paths = write_report(directory, examples_per_workflow=examples)
     err.print(f"report: {paths['html']}\ndataset card: {paths['card']}")
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help="pipeline-spec (generated from the pydantic models)")],
+) -> None:
+    """Print a generated JSON Schema (the others live in manifests/)."""
+    from aether_data.config import spec_json_schema
+
+    if name != "pipeline-spec":
+        err.print(f"[red]error:[/red] unknown schema {name!r}; available: pipeline-spec")
+        raise typer.Exit(2)
+    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+
+
+_mount_subcommands()
 
 
 def run() -> None:  # pragma: no cover - console entry point helper

@@ -18,7 +18,7 @@ from aether_data.sampling import PROTOCOLS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINES_DIR = REPO_ROOT / "pipelines"
 WORKFLOWS: tuple[str, ...] = ("param", "style", "auto")
-IMPLEMENTED_WORKFLOWS: tuple[str, ...] = ("param", "auto")
+IMPLEMENTED_WORKFLOWS: tuple[str, ...] = ("param", "style", "auto")
 
 
 class SpecError(ValueError):
@@ -81,10 +81,14 @@ class StyleSpec(_Strict):
     library: str | None = Field(None, description="preset library file (default: presets/library)")
     extra_presets: list[str] = Field(default_factory=list, description="folders of .xmp/.lrtemplate to add")
     matcher: Literal["heuristic", "clip", "qwen-vl"] = "heuristic"
-    matcher_model: str | None = Field(None, description="local checkpoint path for clip / qwen-vl")
+    matcher_model: str | None = Field(
+        None, description="local weights for clip ('ARCH:/path' or an open_clip folder) / qwen-vl (folder)"
+    )
+    matcher_device: str = Field("cpu", description="torch device of the clip / qwen-vl matcher")
     top_categories: int = Field(3, ge=1, le=193, description="fine categories kept by the matcher")
     render: Literal["lut", "direct"] = Field("lut", description="bake the per-pixel part into a 3D LUT")
     lut_size: int = Field(33, ge=9, le=129)
+    lut_interpolation: Literal["tetrahedral", "trilinear"] = "tetrahedral"
     instruction_variants: int = Field(3, ge=3, le=10)
 
 
@@ -110,7 +114,9 @@ class AnnotatorSpec(_Strict):
 
     backend: Literal["template", "openai", "qwen-vl"] = "template"
     model: str | None = Field(None, description="openai: served model name; qwen-vl: optional label")
-    base_url: str | None = Field(None, description="openai: server root ending in /v1, e.g. http://host:8000/v1")
+    base_url: str | None = Field(
+        None, description="openai: server root ending in /v1, e.g. http://host:8000/v1"
+    )
     model_path: str | None = Field(None, description="qwen-vl: local Qwen2.5-VL / Qwen3-VL folder")
     concurrency: int = Field(8, ge=1, le=1024, description="openai: requests in flight per worker")
     timeout_s: float = Field(60.0, gt=0, description="openai: per-request timeout (seconds)")
@@ -120,7 +126,9 @@ class AnnotatorSpec(_Strict):
     num_gpus: float = Field(0.0, ge=0, description="qwen-vl: GPUs per shard actor (Ray num_gpus)")
     max_new_tokens: int = Field(768, ge=16, le=32768)
     temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy (first attempt)")
-    cache_dir: str | None = Field(None, description="default: $AETHER_CACHE_DIR or ~/.cache/aether/annotations")
+    cache_dir: str | None = Field(
+        None, description="default: $AETHER_CACHE_DIR or ~/.cache/aether/annotations"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -144,7 +152,9 @@ class AnnotatorSpec(_Strict):
         if self.backend == "openai" and not self.base_url:
             raise ValueError("annotator backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
         if self.backend == "qwen-vl" and not self.model_path:
-            raise ValueError("annotator backend 'qwen-vl' needs model_path (a local Qwen2.5-VL/Qwen3-VL folder)")
+            raise ValueError(
+                "annotator backend 'qwen-vl' needs model_path (a local Qwen2.5-VL/Qwen3-VL folder)"
+            )
         return self
 
 

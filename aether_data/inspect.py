@@ -42,7 +42,8 @@ def contact_sheet(samples: list[Sample], path: str | Path, cell: int = 256) -> P
                 thumb.thumbnail((cell, cell))
             x = pad + j * (cell + pad)
             sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + caption + (cell - thumb.height) // 2))
-        draw.text((pad, y), f"{key}  {rec.get('protocol') or ''}  input | target", fill=(230, 230, 230))
+        what = rec.get("protocol") or (rec.get("preset") or {}).get("name") or ""
+        draw.text((pad, y), f"{key}  {what}  input | target", fill=(230, 230, 230))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, format="PNG")

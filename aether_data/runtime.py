@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +34,7 @@ from aether_data.annotate import AnnotationRequest, TemplateAnnotator
 from aether_data.config import PipelineSpec
 from aether_data.manifest import (
     build_manifest,
+    load_schema,
     shard_is_done,
     write_index,
     write_manifest,
@@ -67,6 +69,10 @@ PLAN_SCHEMA = pa.schema(
         pa.field("source_uri", pa.string(), nullable=False),
     ]
 )
+
+
+class RecordSchemaError(ValueError):
+    """A synthesised record that does not match manifests/sample.schema.json."""
 
 
 class BuildError(RuntimeError):
@@ -272,11 +278,19 @@ class ShardContext:
         # decode at ~3x the output size: enough for the smallest crop, far below camera resolution
         self.sources = SourceCache(spec.image.size * 3, spec.sources.max_pixels)
         self.faults = FaultPlan(os.environ.get("AETHER_FAULTS"), out_dir)
+        self.record_validator = jsonschema.Draft202012Validator(load_schema("sample"))
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":
             return encode_png(img)
         return encode_jpeg(img, quality=self.spec.image.quality)
+
+    def check_record(self, record: dict[str, Any]) -> None:
+        """Refuse to write a record the schema would reject (a bug, never the input's fault)."""
+        error = next(iter(self.record_validator.iter_errors(record)), None)
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "<record>"
+            raise RecordSchemaError(f"{record.get('key')}: {where}: {error.message}")
 
     def build_sample(self, row: PlanRow) -> tuple[dict[str, bytes], dict[str, Any]]:
         """One plan row → tar members and index fields. Raises SourceError for bad inputs."""
@@ -317,7 +331,7 @@ class ShardContext:
             "params": P.normalised_dict(pair.params, decimals=6) if pair.params is not None else None,
             "params_origin": pair.params_origin,
             "masks": pair.masks,
-            "preset": pair.preset,
+            "preset": _preset_record(pair.preset),
             "expert_ref": pair.expert_ref,
             "source": {
                 "uri": _display_uri(row.source_uri),
@@ -332,6 +346,7 @@ class ShardContext:
             "seed": row.seed,
             "generator": {"name": f"aether-{row.workflow}", "version": __version__},
         }
+        self.check_record(record)
         members = {f"input.{ext}": input_bytes, f"target.{ext}": target_bytes, "json": json_bytes(record)}
         fields = {
             "workflow": row.workflow,
@@ -384,6 +399,16 @@ class ShardContext:
             "reasons": dict(Counter(s["reason"] for s in skipped)),
             "error": None,
         }
+
+
+PRESET_RECORD_FIELDS = ("id", "name", "primary", "fine", "categories", "matcher", "effects", "unsupported")
+
+
+def _preset_record(preset: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The preset as the record stores it (its instructions and plans live in the record already)."""
+    if preset is None:
+        return None
+    return {k: preset[k] for k in PRESET_RECORD_FIELDS if k in preset}
 
 
 def _display_uri(uri: str) -> str:

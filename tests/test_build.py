@@ -200,3 +200,24 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     assert len(keys) == 48 and len(set(keys)) == 48
     assert not list((out / "shards").glob(".tmp-*"))
     assert subprocess.run([sys.executable, "-m", "aether_data.cli", "audit", str(out)]).returncode == 0
+
+
+def test_style_build_names_presets_and_has_three_instructions(ray_session, tmp_path: Path) -> None:
+    out = tmp_path / "style"
+    code, text = run_cli(
+        "build", "--workflow", "style", "--num-samples", "64", "--samples-per-shard", "32",
+        "--out", str(out), "--image-size", "128", "--quiet",
+    )  # fmt: skip
+    assert code == 0, text
+    assert run_cli("audit", str(out))[0] == 0
+    recs = _records(out)
+    assert len(recs) == 64
+    presets = set()
+    for _, rec, inp, tgt in recs:
+        assert rec["task"] == "<Style_Retouch_Task>" and rec["params_origin"] == "preset"
+        p = rec["preset"]
+        assert p["id"] and p["name"] and p["primary"] and p["fine"] and p["fine"] in p["categories"]
+        assert len(set(rec["instructions"])) >= 3
+        assert any(rec["masks"]) and _psnr(inp, tgt) < 60  # the preset did something
+        presets.add(p["id"])
+    assert len(presets) > 20

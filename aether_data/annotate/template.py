@@ -646,7 +646,11 @@ class TemplateAnnotator:
             instructions = [official_text, *_param_variants(described, rng("instructions"))]
             prompt = official
         elif wf == "style":
-            instructions = _style_variants(sample, described, rng("instructions"))
+            # the preset engine describes everything a preset does (curves, grading, effects),
+            # not only its 38 core sliders: prefer its variants when it gives enough of them
+            given = [_clean(i) for i in (sample.preset or {}).get("instructions") or [] if str(i).strip()]
+            given = list(dict.fromkeys(i for i in given if i))
+            instructions = given if len(given) >= 3 else _style_variants(sample, described, rng("instructions"))
             prompt = build_prompt("style", instruction=instructions[0])
         else:
             prompt = build_prompt("auto")
@@ -660,6 +664,11 @@ class TemplateAnnotator:
             style = _clean(preset.get("name") or preset.get("fine") or "")[:60] or "requested"
             opener = opener.format(style=style)
         plans = {g: _plan(described[g], opener) for g in P.GROUPS}
+        preset_plans = (sample.preset or {}).get("plans") if wf == "style" else None
+        if isinstance(preset_plans, dict):
+            for g in P.GROUPS:
+                text = _clean(preset_plans.get(g) or "").rstrip(".")
+                plans[g] = f"{opener}{text}." if text else None
         elements = problems = None
         if wf == "auto":
             elements = _elements(sample.image_stats, sample.category_description)

@@ -212,9 +212,13 @@ def grain(image: np.ndarray, amount: float, size: float, frequency: float, seed:
 def has_local(s: PresetSettings) -> bool:
     """True when any spatial operation is active."""
     return bool(
-        s.num("Dehaze") or s.num("Clarity2012") or s.num("Texture") or s.num("Sharpness") > 0
-        or s.num("PostCropVignetteAmount") or s.num("GrainAmount") > 0
-    )  # fmt: skip
+        s.num("Dehaze")
+        or s.num("Clarity2012")
+        or s.num("Texture")
+        or s.num("Sharpness") > 0
+        or s.num("PostCropVignetteAmount")
+        or s.num("GrainAmount") > 0
+    )
 
 
 def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any], seed: int = 0) -> np.ndarray:

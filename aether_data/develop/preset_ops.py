@@ -58,6 +58,9 @@ GRADE_LUM = 0.2
 """≈ Colour grading luminance ±100 moves its tonal range by up to ±0.2 (zero at pure black/white)."""
 GRAY_MIX_STOPS = 1.0
 """≈ GrayMixer ±100 brightens/darkens a fully saturated colour of that band by ±1 stop in the mix."""
+Channels = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Three encoded colour planes (r, g, b)."""
+
 CURVE_TABLE = 4096
 """Point curves are evaluated through a 4096-entry table (max error ≪ 1/255)."""
 
@@ -153,7 +156,7 @@ def calibration_matrix(s: PresetSettings) -> np.ndarray | None:
     return mat.astype(np.float32)
 
 
-def calibration_stage(r: np.ndarray, g: np.ndarray, b: np.ndarray, s: PresetSettings) -> tuple:
+def calibration_stage(r: np.ndarray, g: np.ndarray, b: np.ndarray, s: PresetSettings) -> Channels:
     """Primary hue/saturation (linear light) and the shadow green–magenta tint."""
     mat = calibration_matrix(s)
     if mat is not None:
@@ -182,12 +185,21 @@ def parametric_splits(s: PresetSettings) -> tuple[float, float, float]:
 
 
 _TONE_KEYS = (
-    "Contrast2012", "Highlights2012", "Shadows2012", "Whites2012", "Blacks2012",
-    "ParametricShadows", "ParametricDarks", "ParametricLights", "ParametricHighlights",
-)  # fmt: skip
+    "Contrast2012",
+    "Highlights2012",
+    "Shadows2012",
+    "Whites2012",
+    "Blacks2012",
+    "ParametricShadows",
+    "ParametricDarks",
+    "ParametricLights",
+    "ParametricHighlights",
+)
 
 
-def tone_stage_with_splits(r, g, b, p: Mapping[str, Any], splits: tuple[float, float, float]) -> tuple:
+def tone_stage_with_splits(
+    r: np.ndarray, g: np.ndarray, b: np.ndarray, p: Mapping[str, Any], splits: tuple[float, float, float]
+) -> Channels:
     """The core engine's tone stage (luma curve, chroma × slope^0.5) with custom parametric splits."""
     if all(float(p[k]) == 0.0 for k in _TONE_KEYS):
         return r, g, b
@@ -197,7 +209,7 @@ def tone_stage_with_splits(r, g, b, p: Mapping[str, Any], splits: tuple[float, f
     return curve + k * (r - t), curve + k * (g - t), curve + k * (b - t)
 
 
-def curve_stage(r, g, b, s: PresetSettings) -> tuple:
+def curve_stage(r: np.ndarray, g: np.ndarray, b: np.ndarray, s: PresetSettings) -> Channels:
     """Point curves: the master curve on each channel (Lightroom's RGB curve), then R, G, B."""
     master = s.curve("ToneCurvePV2012")
     if master is not None:
@@ -211,7 +223,7 @@ def curve_stage(r, g, b, s: PresetSettings) -> tuple:
 # ==================================================================================================
 # Black & white
 # ==================================================================================================
-def grayscale_stage(r, g, b, s: PresetSettings) -> tuple:
+def grayscale_stage(r: np.ndarray, g: np.ndarray, b: np.ndarray, s: PresetSettings) -> Channels:
     """Gray mixer: luma, each colour band brightened/darkened by its slider (weighted by saturation)."""
     mix = [s.num(f"GrayMixer{band}") / 100.0 for band in P.HSL_BANDS]
     y = luminance(r, g, b)
@@ -279,7 +291,7 @@ def range_weights(
     return ws, np.clip(1.0 - ws - wh, 0.0, 1.0), wh
 
 
-def colour_grade_stage(r, g, b, s: PresetSettings) -> tuple:
+def colour_grade_stage(r: np.ndarray, g: np.ndarray, b: np.ndarray, s: PresetSettings) -> Channels:
     """Tint each tonal range towards its hue (opponent chroma, the RGB mean kept) and move its
     luminance; tints fade out at pure black and white so those stay neutral."""
     vals = grade_values(s)
@@ -308,7 +320,7 @@ def colour_grade_stage(r, g, b, s: PresetSettings) -> tuple:
 # ==================================================================================================
 # The pointwise function, the LUT, the whole render
 # ==================================================================================================
-def pointwise_channels(r: np.ndarray, g: np.ndarray, b: np.ndarray, settings: PresetSettings) -> tuple:
+def pointwise_channels(r: np.ndarray, g: np.ndarray, b: np.ndarray, settings: PresetSettings) -> Channels:
     """All per-pixel operations of a preset on encoded channels in [0, 1] (output clipped)."""
     s = settings
     p = normalised_params(s.core_params())
@@ -360,12 +372,25 @@ def has_pointwise(settings: PresetSettings) -> bool:
 
 _SPATIAL_KEYS = frozenset(
     {
-        "Texture", "Clarity2012", "Dehaze", "Sharpness", "SharpenRadius", "SharpenDetail",
-        "SharpenEdgeMasking", "PostCropVignetteAmount", "PostCropVignetteMidpoint",
-        "PostCropVignetteFeather", "PostCropVignetteRoundness", "PostCropVignetteStyle",
-        "PostCropVignetteHighlightContrast", "GrainAmount", "GrainSize", "GrainFrequency", "GrainSeed",
+        "Texture",
+        "Clarity2012",
+        "Dehaze",
+        "Sharpness",
+        "SharpenRadius",
+        "SharpenDetail",
+        "SharpenEdgeMasking",
+        "PostCropVignetteAmount",
+        "PostCropVignetteMidpoint",
+        "PostCropVignetteFeather",
+        "PostCropVignetteRoundness",
+        "PostCropVignetteStyle",
+        "PostCropVignetteHighlightContrast",
+        "GrainAmount",
+        "GrainSize",
+        "GrainFrequency",
+        "GrainSeed",
     }
-)  # fmt: skip
+)
 """Keys handled by local_ops (not representable in a LUT)."""
 
 

@@ -12,6 +12,10 @@ def make_workflow(name: str, spec: PipelineSpec) -> Workflow:
         from aether_data.workflows.param import ParamWorkflow
 
         return ParamWorkflow(spec)
+    if name == "style":
+        from aether_data.workflows.style import StyleWorkflow
+
+        return StyleWorkflow(spec)
     if name == "auto":
         from aether_data.workflows.auto import AutoWorkflow
 

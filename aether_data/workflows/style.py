@@ -1,0 +1,209 @@
+"""Style workflow: match the photo to style categories, draw a preset from them, render it.
+
+input = the source photo, target = the preset applied by the engine (pointwise part through a
+baked 3D LUT by default, then the spatial operations), with ≥3 instruction variants and
+retouching plans grounded in what the preset's settings do. A pure function of (image, rng,
+spec): LUT and description caches only avoid recomputing the same preset.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from aether_data import params as P
+from aether_data.config import PipelineSpec
+from aether_data.develop.preset_ops import bake_preset_lut, grade_values, has_pointwise, render_preset
+from aether_data.presets.describe import effects, style_instructions, style_plans
+from aether_data.presets.library import Library, Preset, load_library
+from aether_data.presets.matching import make_matcher, top_categories
+from aether_data.presets.model import KEYS, PresetSettings
+from aether_data.presets.taxonomy import load_taxonomy
+from aether_data.workflows.base import Pair, PlanRow
+
+LUT_CACHE_SIZE = 256
+
+_LIGHT_EXTRA = (
+    "ToneCurvePV2012",
+    "Clarity2012",
+    "Texture",
+    "Dehaze",
+    "PostCropVignetteAmount",
+    "GrainAmount",
+    "Sharpness",
+    "ColorGradeShadowLum",
+    "ColorGradeMidtoneLum",
+    "ColorGradeHighlightLum",
+    "ColorGradeGlobalLum",
+)
+_GLOBAL_EXTRA = (
+    "ToneCurvePV2012Red",
+    "ToneCurvePV2012Green",
+    "ToneCurvePV2012Blue",
+    "RedHue",
+    "RedSaturation",
+    "GreenHue",
+    "GreenSaturation",
+    "BlueHue",
+    "BlueSaturation",
+    "ShadowTint",
+)
+
+
+def _differs(s: PresetSettings, key: str) -> bool:
+    if key not in s:
+        return False
+    spec = KEYS[key]
+    if spec.kind == "curve":
+        return [tuple(p) for p in s[key]] != [(0, 0), (255, 255)]
+    return s[key] != spec.default
+
+
+def preset_masks(settings: PresetSettings) -> list[int]:
+    """[light, globalcolor, specificcolor]: which VeraRetouch groups the preset touches (any key of
+    the group away from its neutral default, curves and grading included)."""
+    core = P.masks(settings.core_params())
+    light = (
+        core[0]
+        or any(_differs(settings, k) for k in _LIGHT_EXTRA)
+        or settings.curve("ToneCurvePV2012") is not None
+    )
+    glob = (
+        core[1]
+        or any(_differs(settings, k) for k in _GLOBAL_EXTRA)
+        or bool(settings.value("ConvertToGrayscale"))
+    )
+    glob = glob or any(sat > 0 for _, sat, _ in grade_values(settings).values())
+    mono = bool(settings.value("ConvertToGrayscale"))
+    spec = any(_differs(settings, f"GrayMixer{b}") for b in P.HSL_BANDS) if mono else bool(core[2])
+    return [int(bool(light)), int(bool(glob)), int(bool(spec))]
+
+
+class StyleWorkflow:
+    """match → seeded preset draw from the top categories → render → instructions and plans."""
+
+    name = "style"
+
+    def __init__(self, spec: PipelineSpec, library: Library | None = None) -> None:
+        st = spec.style
+        self.spec = spec
+        self.taxonomy = load_taxonomy()
+        self.library = library or load_library(st.library, extra=st.extra_presets, taxonomy=self.taxonomy)
+        self.matcher = make_matcher(st.matcher, st.matcher_model, self.taxonomy, st.matcher_device)
+        self.interpolation = st.lut_interpolation
+        self.top_k = int(st.top_categories)
+        self.render_mode = st.render
+        self.lut_size = int(st.lut_size)
+        self.variants = int(st.instruction_variants)
+        self.available = [f.name for f in self.taxonomy.fine if self.library.by_category(f.name)]
+        extra = {p.fine for p in self.library if p.fine not in set(self.available)}
+        self.available += sorted(extra)
+        if not self.available:
+            raise ValueError("the preset library is empty")
+        self._luts: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._described: dict[str, dict[str, Any]] = {}
+
+    # caches ----------------------------------------------------------------------------------------
+    def lut_for(self, preset: Preset) -> np.ndarray | None:
+        """The preset's baked LUT (None when it has no per-pixel part), LRU-cached by id."""
+        key = preset.id
+        if key in self._luts:
+            self._luts.move_to_end(key)
+            return self._luts[key]
+        lut = bake_preset_lut(preset.settings, self.lut_size) if has_pointwise(preset.settings) else None
+        self._luts[key] = lut
+        if len(self._luts) > LUT_CACHE_SIZE:
+            self._luts.popitem(last=False)
+        return lut
+
+    def described(self, preset: Preset) -> dict[str, Any]:
+        """Effects, plans and summary of a preset (cached; they depend on the settings only)."""
+        if preset.id not in self._described:
+            effs = effects(preset.settings)
+            self._described[preset.id] = {
+                "effects": effs,
+                "plans": style_plans(preset.settings),
+                "summary": ", ".join(e.phrase for e in effs[:4]),
+            }
+        return self._described[preset.id]
+
+    # the sample --------------------------------------------------------------------------------------
+    def choose(self, image: np.ndarray, rng: np.random.Generator) -> tuple[Preset, list[tuple[str, float]]]:
+        """Score categories, keep the top k (ties broken by a seeded jitter), draw one, draw a preset."""
+        scores = self.matcher.scores(image)
+        names = self.available
+        jitter = rng.uniform(0.0, 1e-6, size=len(names))
+        ranked = top_categories(
+            {n: float(scores.get(n, 0.0)) + float(j) for n, j in zip(names, jitter)}, self.top_k
+        )
+        fine = ranked[int(rng.integers(len(ranked)))][0]
+        pool = self.library.by_category(fine)
+        return pool[int(rng.integers(len(pool)))], ranked
+
+    def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        preset, ranked = self.choose(image, rng)
+        settings = preset.settings
+        grain_seed = int(rng.integers(0, 2**31 - 1))
+        lut = self.lut_for(preset) if self.render_mode == "lut" else None
+        target = render_preset(
+            image,
+            settings,
+            grain_seed,
+            method=self.render_mode,
+            lut_size=self.lut_size,
+            lut=lut,
+            interpolation=self.interpolation,
+        )
+        info = self.described(preset)
+        fine_cat = (
+            self.taxonomy.get_fine(preset.fine)
+            if preset.fine in {f.name for f in self.taxonomy.fine}
+            else None
+        )
+        instructions = style_instructions(
+            {
+                "name": preset.name,
+                "fine": preset.fine,
+                "primary": preset.primary,
+                "effects": info["effects"],
+                "description": fine_cat.description if fine_cat else "",
+            },
+            rng,
+            self.variants,
+        )
+        preset_info = {
+            "id": preset.id,
+            "name": preset.name,
+            "primary": preset.primary,
+            "fine": preset.fine,
+            "source": preset.source,
+            "categories": [name for name, _ in ranked],
+            "matcher": self.matcher.name,
+            "instructions": instructions,
+            "plans": dict(info["plans"]),
+            "summary": info["summary"],
+            "effects": [e.phrase for e in info["effects"]],
+            "unsupported": settings.unsupported_keys,
+            "render": self.render_mode,
+        }
+        return Pair(
+            input=image,
+            target=target,
+            params=settings.core_params(),
+            params_origin="preset",
+            protocol=None,
+            masks=preset_masks(settings),
+            preset=preset_info,
+            extra={"grain_seed": grain_seed},
+        )
+
+
+def preset_record(preset: Preset) -> Mapping[str, Any]:
+    """Identity of a preset as the sample record's ``preset`` field wants it."""
+    return {"id": preset.id, "name": preset.name, "primary": preset.primary, "fine": preset.fine}
+
+
+__all__ = ["StyleWorkflow", "preset_masks", "preset_record"]
