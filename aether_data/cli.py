@@ -105,7 +105,9 @@ def build(
     sources: Annotated[
         str | None, typer.Option("--sources", help="folder, image or list file (default: bundled photos)")
     ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("aether-out"),
+    out_dir: Annotated[
+        str, typer.Option("--out", "-o", help="output directory or URI (s3://bucket/run)")
+    ] = "aether-out",
     num_samples: Annotated[int | None, typer.Option("--num-samples", "-n")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     samples_per_shard: Annotated[int | None, typer.Option("--samples-per-shard")] = None,
@@ -113,6 +115,22 @@ def build(
     workers: Annotated[int | None, typer.Option("--workers", help="concurrent shard tasks")] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="join a Ray cluster (else RAY_ADDRESS or local)")
+    ] = None,
+    annotator: Annotated[
+        str | None, typer.Option("--annotator", help="template | openai | qwen-vl (default: the spec's)")
+    ] = None,
+    openai_base_url: Annotated[
+        str | None,
+        typer.Option("--openai-base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1"),
+    ] = None,
+    openai_model: Annotated[
+        str | None, typer.Option("--openai-model", help="served model name (default: the server's first)")
+    ] = None,
+    annotator_model_path: Annotated[
+        str | None, typer.Option("--annotator-model-path", help="local Qwen2.5-VL / Qwen3-VL folder")
+    ] = None,
+    annotator_cache_dir: Annotated[
+        str | None, typer.Option("--annotator-cache-dir", help="annotation cache (default ~/.cache/aether)")
     ] = None,
     fail_on_error_rate: Annotated[
         float | None,
@@ -141,6 +159,15 @@ def build(
         overrides.setdefault("runtime", {})["workers"] = workers
     if ray_address is not None:
         overrides.setdefault("runtime", {})["ray_address"] = ray_address
+    for field, value in (
+        ("backend", annotator),
+        ("base_url", openai_base_url),
+        ("model", openai_model),
+        ("model_path", annotator_model_path),
+        ("cache_dir", annotator_cache_dir),
+    ):
+        if value is not None:
+            overrides.setdefault("annotator", {})[field] = value
     try:
         spec = load_spec(config, workflow, overrides)
     except SpecError as exc:
@@ -195,7 +222,7 @@ def build(
 
 @app.command()
 def audit(
-    directory: Annotated[Path, typer.Argument(help="dataset directory (holds manifest.json)")],
+    directory: Annotated[str, typer.Argument(help="dataset directory or URI (holds manifest.json)")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
     deep: Annotated[bool, typer.Option("--deep", help="also decode every image")] = False,
 ) -> None:
@@ -272,6 +299,177 @@ def schema(
         err.print(f"[red]error:[/red] unknown schema {name!r}; available: pipeline-spec")
         raise typer.Exit(2)
     sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def train(
+    stage: Annotated[str, typer.Option("--stage", help="er | align | rsft | dapo")],
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="dataset directory (repeatable); not needed for er")
+    ] = None,
+    config: Annotated[str, typer.Option("--config", help="tiny | a config name | a YAML file")] = "tiny",
+    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="checkpoint directory")] = None,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="start from a previous stage's checkpoint directory")
+    ] = None,
+    num_workers: Annotated[int, typer.Option("--num-workers", help="> 1: Ray Train DDP workers")] = 1,
+    use_gpu: Annotated[bool, typer.Option("--use-gpu", help="one GPU per worker")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="ignore an existing checkpoint in --out")
+    ] = False,
+) -> None:
+    """Train a VeraRetouch stage on aether shards (see model_core/TRAINING.md)."""
+    from model_core.train.common import train_stage
+
+    if stage not in ("er", "align", "rsft", "dapo"):
+        err.print(f"[red]error:[/red] unknown stage {stage!r}; choose er, align, rsft or dapo")
+        raise typer.Exit(2)
+    if stage != "er" and not data:
+        err.print(f"[red]error:[/red] stage {stage} needs --data DIR (an aether build)")
+        raise typer.Exit(2)
+    try:
+        result = train_stage(
+            stage,
+            [str(d) for d in data or []],
+            config=config,
+            max_steps=max_steps,
+            out_dir=str(out_dir) if out_dir else None,
+            resume=not no_resume,
+            num_workers=num_workers,
+            use_gpu=use_gpu,
+            seed=seed,
+            init_from=str(init) if init else None,
+            log=lambda msg: err.print(str(msg)),
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    err.print(f"[green]done[/green]: stage {stage} at step {result.get('step')} → {result.get('checkpoint')}")
+
+
+@app.command()
+def retouch(
+    image: Annotated[Path, typer.Argument(help="the photo to retouch")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="output image (the reasoning goes beside it)")],
+    model: Annotated[Path | None, typer.Option("--model", help="a trained VeraRetouch directory")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="style request (style task)")] = None,
+    params: Annotated[Path | None, typer.Option("--params", help="official param.json (param task)")] = None,
+    ref_before: Annotated[
+        Path | None, typer.Option("--ref-before", help="reference pair: before (default: INPUT itself)")
+    ] = None,
+    ref_after: Annotated[
+        Path | None, typer.Option("--ref-after", help="reference pair: after; selects reference retouching")
+    ] = None,
+    er_checkpoint: Annotated[
+        Path | None, typer.Option("--er-checkpoint", help="encoder/renderer weights (default: shipped)")
+    ] = None,
+) -> None:
+    """Retouch a photo with a trained model, or copy a reference pair's edit (--ref-after)."""
+    from aether_data.shards import atomic_write_bytes
+    from aether_data.sources import SourceError, encode_jpeg, encode_png, load_image
+
+    try:
+        if ref_after is not None:
+            from model_core.retouch import reference_retouch
+
+            img = load_image(image)
+            before = load_image(ref_before) if ref_before else img
+            result = reference_retouch(
+                img, before, load_image(ref_after), checkpoint=str(er_checkpoint) if er_checkpoint else None
+            )
+            completion = None
+        else:
+            if model is None:
+                err.print(
+                    "[red]error:[/red] give --model DIR, or --ref-after (and --ref-before) for reference retouching"
+                )
+                raise typer.Exit(2)
+            if prompt is not None and params is not None:
+                err.print("[red]error:[/red] --prompt and --params are exclusive")
+                raise typer.Exit(2)
+            from model_core.inference import retouch as run_retouch
+
+            result, completion = run_retouch(model, load_image(image), prompt=prompt, params=params)
+    except SourceError as exc:
+        err.print(f"[red]error:[/red] cannot read image: {exc}")
+        raise typer.Exit(1) from None
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    data = encode_png(result) if output.suffix.lower() == ".png" else encode_jpeg(result, quality=95)
+    atomic_write_bytes(output, data)
+    err.print(f"wrote {output}")
+    if completion is not None:
+        atomic_write_bytes(output.with_suffix(".txt"), (completion + "\n").encode("utf-8"))
+        out.print(completion)
+
+
+@app.command(name="eval")
+def evaluate(
+    data: Annotated[list[Path], typer.Option("--data", help="dataset directory (repeatable)")],
+    model: Annotated[Path, typer.Option("--model", help="a trained VeraRetouch directory")],
+    max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """PSNR, SSIM, LPIPS (if installed) and histogram intersections per task on held-out shards."""
+    from model_core.inference import evaluate as run_eval
+
+    result = run_eval(model, [str(d) for d in data], max_samples=max_samples)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"eval {model}")
+    table.add_column("task")
+    metrics = sorted({k for v in result.get("tasks", {}).values() for k in v})
+    for m_ in metrics:
+        table.add_column(m_)
+    for task, vals in sorted(result.get("tasks", {}).items()):
+        table.add_row(
+            task,
+            *[f"{vals[m_]:.4f}" if isinstance(vals.get(m_), float) else str(vals.get(m_)) for m_ in metrics],
+        )
+    out.print(table)
+
+
+@app.command()
+def bench(
+    json_path: Annotated[str | None, typer.Option("--json", help="write the results JSON here")] = None,
+    markdown: Annotated[
+        str, typer.Option("--markdown", help="write the README table here")
+    ] = "benchmarks/results.md",
+    samples: Annotated[int, typer.Option("--samples", help="pairs per workflow measurement")] = 96,
+    image_size: Annotated[int, typer.Option("--image-size")] = 512,
+    workflows: Annotated[str, typer.Option("--workflows", help="comma-separated")] = "param,style,auto",
+    scaling_samples: Annotated[int, typer.Option("--scaling-samples")] = 256,
+    memory_samples: Annotated[str, typer.Option("--memory-samples", help="small,large")] = "1000,10000",
+    skip_scaling: Annotated[bool, typer.Option("--skip-scaling")] = False,
+    skip_memory: Annotated[bool, typer.Option("--skip-memory")] = False,
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", help="scratch directory (default: temp)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Measure throughput vs a transcode baseline, 1→2 worker scaling and memory, in one run."""
+    from aether_data.bench import bench_command
+
+    raise typer.Exit(
+        bench_command(
+            json_path=json_path,
+            markdown_path=markdown,
+            samples=samples,
+            image_size=image_size,
+            workflows=workflows,
+            scaling_samples=scaling_samples,
+            memory_samples=memory_samples,
+            skip_scaling=skip_scaling,
+            skip_memory=skip_memory,
+            workdir=workdir,
+            seed=seed,
+            log=lambda msg: err.print(str(msg)),
+        )
+    )
 
 
 _mount_subcommands()

@@ -25,6 +25,7 @@ import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aether_data import storage
 from aether_data.shards import (
     TMP_PREFIX,
     MemberInfo,
@@ -292,6 +293,14 @@ def write_index(
     atomic_write_bytes(index_path, _parquet_bytes(table))
 
 
+def _pq(path: str | os.PathLike[str] | storage.RemotePath) -> tuple[Any, Any]:
+    """(source, filesystem) for pyarrow.parquet: the path itself locally, the object for a URI."""
+    p = storage.as_path(path)
+    if isinstance(p, storage.RemotePath):
+        return p.fs_path, p.fs
+    return path, None
+
+
 def _decode_metadata(raw: Mapping[bytes, bytes] | None, where: str) -> dict[str, Any]:
     raw = raw or {}
     meta: dict[str, Any] = {}
@@ -315,7 +324,8 @@ def _decode_metadata(raw: Mapping[bytes, bytes] | None, where: str) -> dict[str,
 
 def read_index_metadata(index_path: str | os.PathLike[str]) -> dict[str, Any]:
     """Decoded ``aether.*`` metadata (prefix stripped) without reading any rows."""
-    return _decode_metadata(pq.read_schema(index_path).metadata, os.fspath(index_path))
+    src, fs = _pq(index_path)
+    return _decode_metadata(pq.read_schema(src, filesystem=fs).metadata, str(index_path))
 
 
 def read_index(index_path: str | os.PathLike[str]) -> tuple[pa.Table, dict[str, Any]]:
@@ -325,18 +335,20 @@ def read_index(index_path: str | os.PathLike[str]) -> tuple[pa.Table, dict[str, 
     ``samples`` (int), ``skipped`` (list of {source, reason, key}), ``index_version``; see
     ``manifests/shard-index.schema.json``.
     """
-    table = pq.read_table(index_path)
-    return table, _decode_metadata(table.schema.metadata, os.fspath(index_path))
+    src, fs = _pq(index_path)
+    table = pq.read_table(src, filesystem=fs)
+    return table, _decode_metadata(table.schema.metadata, str(index_path))
 
 
 def shard_is_done(tar_path: str | os.PathLike[str], index_path: str | os.PathLike[str]) -> bool:
     """Resume rule (DESIGN §1): tar and index exist and the index's recorded size+sha256 match."""
-    tar_path, index_path = Path(tar_path), Path(index_path)
+    tar_path, index_path = storage.as_path(tar_path), storage.as_path(index_path)
     if not tar_path.is_file() or not index_path.is_file():
         return False
     try:
-        pf = pq.ParquetFile(index_path)
-        meta = _decode_metadata(pf.schema_arrow.metadata, os.fspath(index_path))
+        src, fs = _pq(index_path)
+        pf = pq.ParquetFile(src, filesystem=fs)
+        meta = _decode_metadata(pf.schema_arrow.metadata, str(index_path))
         if meta.get("index_version") != INDEX_VERSION or pf.metadata.num_rows != meta["samples"]:
             return False
         if meta["shard"] + ".tar" != tar_path.name:
@@ -352,13 +364,13 @@ def shard_is_done(tar_path: str | os.PathLike[str], index_path: str | os.PathLik
 # manifest
 
 
-def _index_path(out_dir: Path, name: str) -> Path:
+def _index_path(out_dir: storage.AnyPath, name: str) -> storage.AnyPath:
     return out_dir / "index" / f"{name}.parquet"
 
 
 def collect_skipped(out_dir: str | os.PathLike[str], shards: Sequence[str]) -> list[dict[str, Any]]:
     """All skipped-input records of the given shards, sorted (for ``skipped.parquet``)."""
-    out_dir = Path(out_dir)
+    out_dir = storage.as_path(out_dir)
     rows: list[dict[str, Any]] = []
     for name in sorted(shards):
         rows.extend(read_index_metadata(_index_path(out_dir, name))["skipped"])
@@ -386,7 +398,7 @@ def build_manifest(
     Raises ValueError on a duplicate shard name or sample key, or a tar whose size disagrees with
     its index (cheap checks; :func:`audit` does the full verification).
     """
-    out_dir = Path(out_dir)
+    out_dir = storage.as_path(out_dir)
     names = sorted(shards)
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate shard names: {sorted(n for n, c in Counter(names).items() if c > 1)}")
@@ -397,7 +409,8 @@ def build_manifest(
     skipped: list[dict[str, Any]] = []
     for name in names:
         ipath = _index_path(out_dir, name)
-        table = pq.read_table(ipath, columns=["key", "workflow", "protocol"])
+        src, fs = _pq(ipath)
+        table = pq.read_table(src, columns=["key", "workflow", "protocol"], filesystem=fs)
         meta = read_index_metadata(ipath)
         if meta["shard"] != name:
             raise ValueError(f"index {ipath} belongs to shard {meta['shard']!r}, not {name!r}")
@@ -456,7 +469,7 @@ def write_manifest(out_dir: str | os.PathLike[str], manifest: Mapping[str, Any])
     if errors:
         raise ValueError("manifest does not match manifest.schema.json: " + "; ".join(errors))
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-    return atomic_write_text(Path(out_dir) / "manifest.json", text)
+    return atomic_write_text(storage.as_path(out_dir) / "manifest.json", text)
 
 
 def write_skipped_parquet(out_dir: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -465,7 +478,7 @@ def write_skipped_parquet(out_dir: str | os.PathLike[str], rows: Iterable[Mappin
     table = pa.Table.from_pydict(
         {name: [r[name] for r in norm] for name in SKIPPED_SCHEMA.names}, schema=SKIPPED_SCHEMA
     )
-    return atomic_write_bytes(Path(out_dir) / "skipped.parquet", _parquet_bytes(table))
+    return atomic_write_bytes(storage.as_path(out_dir) / "skipped.parquet", _parquet_bytes(table))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -513,7 +526,7 @@ class _Sink:
             self.problems.append(Problem(self.shard, f"shard {self.shard}: further problems not listed"))
 
 
-def _safe_relpath(out_dir: Path, rel: Any) -> Path | None:
+def _safe_relpath(out_dir: storage.AnyPath, rel: Any) -> storage.AnyPath | None:
     if not isinstance(rel, str) or not rel:
         return None
     p = PurePosixPath(rel)
@@ -531,7 +544,7 @@ def _image_size(data: bytes) -> tuple[int, int]:
 
 
 def _audit_shard(
-    out_dir: Path,
+    out_dir: storage.AnyPath,
     entry: Mapping[str, Any],
     report: _Sink,
     key_owner: dict[str, str],
@@ -550,8 +563,26 @@ def _audit_shard(
         report(f"tar {tar.relative_to(out_dir)} is missing")
         totals["complete"] = False
         return 0
+    # a remote shard is downloaded once (to a temp file) for both the checksum and the read
+    with storage.local_file(tar) as local_tar:
+        return _audit_tar(out_dir, entry, report, key_owner, totals, deep, tar, ipath, local_tar)
+
+
+def _audit_tar(
+    out_dir: storage.AnyPath,
+    entry: Mapping[str, Any],
+    report: _Sink,
+    key_owner: dict[str, str],
+    totals: dict[str, Any],
+    deep: bool,
+    tar: storage.AnyPath,
+    ipath: storage.AnyPath,
+    local_tar: Path,
+) -> int:
+    """The rest of :func:`_audit_shard` once the tar exists; ``local_tar`` holds its bytes."""
+    name = entry["name"]
     size = tar.stat().st_size
-    sha = file_sha256(tar)
+    sha = file_sha256(local_tar)
     if size != entry.get("size"):
         report(f"tar size {size} != manifest size {entry.get('size')}")
     if sha != entry.get("sha256"):
@@ -597,7 +628,7 @@ def _audit_shard(
     order_reported = False
     n = 0
     try:
-        for pos, (key, members) in enumerate(iter_shard_members(tar)):
+        for pos, (key, members) in enumerate(iter_shard_members(local_tar)):
             n += 1
             if key in seen:
                 report(f"key {key} appears twice in the tar")
@@ -688,7 +719,7 @@ def _compare_row(
                 report(f"key {key}: {key}.{ext} {fld} {value} differs from the index ({want})")
 
 
-def _stray_temp_files(out_dir: Path) -> list[str]:
+def _stray_temp_files(out_dir: storage.AnyPath) -> list[str]:
     found = []
     for d in (out_dir, out_dir / "shards", out_dir / "index"):
         if d.is_dir():
@@ -703,8 +734,9 @@ def audit(out_dir: str | os.PathLike[str], deep: bool = False) -> AuditReport:
 
     Streams each tar (one sample in memory at a time). ``deep`` also decodes every image and checks
     input/target sizes agree. Stray ``.tmp-`` files and unlisted tars are warnings, not problems.
+    ``out_dir`` may be a URI (``s3://bucket/run``): each shard is then downloaded once to a temp file.
     """
-    out_dir = Path(out_dir)
+    out_dir = storage.as_path(out_dir)
     problems: list[Problem] = []
     warnings = [f"stray temp file {p} (left by an interrupted task)" for p in _stray_temp_files(out_dir)]
     mpath = out_dir / "manifest.json"

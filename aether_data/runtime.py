@@ -8,16 +8,21 @@ pure functions of (spec, plan rows), so 1 worker or 100 give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+import math
 import os
-import shutil
+import secrets
+import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from aether_data import __version__
+from aether_data import __version__, storage
 from aether_data import params as P
-from aether_data.annotate import AnnotationRequest, TemplateAnnotator
+from aether_data.annotate import Annotation, AnnotationRequest, annotator_manifest, make_annotator
 from aether_data.config import PipelineSpec
 from aether_data.manifest import (
     build_manifest,
@@ -40,6 +45,7 @@ from aether_data.manifest import (
     write_manifest,
     write_skipped_parquet,
 )
+from aether_data.remote_sources import FetchSettings, read_source_bytes
 from aether_data.sampling import rng_for, sample_seed
 from aether_data.scoring import heuristic_score
 from aether_data.shards import ShardWriter, atomic_write_bytes, file_sha256, json_bytes
@@ -50,11 +56,11 @@ from aether_data.sources import (
     encode_jpeg,
     encode_png,
     list_sources,
-    load_image,
+    load_image_bytes,
     resize_short_edge,
 )
 from aether_data.workflows import TASK_TOKENS, Pair, PlanRow, make_workflow
-from aether_data.workflows.base import augment, image_stats
+from aether_data.workflows.base import augment_box, image_stats
 
 log = logging.getLogger("aether")
 
@@ -115,60 +121,157 @@ def shard_name(workflow: str, shard: int) -> str:
 
 
 def make_plan(spec: PipelineSpec, sources: Sequence[str]) -> list[PlanRow]:
-    """Assign every sample a global index, key, workflow, seed, source and shard.
+    """Every sample's plan row, materialised (tests, small tools); builds stream :func:`iter_plan`.
 
     Global indices are contiguous per workflow (canonical order param, style, auto); shards hold
     `samples_per_shard` consecutive samples of one workflow. Sources are visited in a seeded
     permutation, cycling when there are fewer sources than samples.
     """
-    perm = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2**32,))).permutation(
-        len(sources)
-    )
-    rows: list[PlanRow] = []
-    index = 0
+    return list(iter_plan(spec, sources))
+
+
+@dataclass(frozen=True)
+class ShardSpan:
+    """One shard of the plan by position only: its rows are computed where they are needed.
+
+    This is what the driver holds and ships to workers (a few numbers per shard), so neither
+    memory nor task payloads grow with the number of samples.
+    """
+
+    name: str
+    workflow: str
+    start: int  # global index of the shard's first sample
+    count: int
+
+    def to_item(self) -> dict[str, Any]:
+        return {"name": self.name, "workflow": self.workflow, "start": self.start, "count": self.count}
+
+
+def iter_shard_spans(spec: PipelineSpec) -> Iterator[ShardSpan]:
+    """The plan's shards in order, without materialising any row."""
+    index, per = 0, spec.samples_per_shard
     for workflow, count in workflow_counts(spec).items():
-        for local in range(count):
-            src = int(perm[index % len(sources)])
-            rows.append(
+        for local in range(0, count, per):
+            yield ShardSpan(
+                shard_name(workflow, local // per), workflow, index + local, min(per, count - local)
+            )
+        index += count
+
+
+def _source_at(sources: Any, i: int) -> str:
+    value = sources[i]
+    return value if isinstance(value, str) else value.as_py()  # list[str] or a pyarrow string array
+
+
+class Planner:
+    """Plan rows for any shard from (spec, sources) alone: the same rows the driver plans.
+
+    `sources` is a list of URIs or a pyarrow string array (shared through Ray's object store).
+    """
+
+    def __init__(self, spec: PipelineSpec, sources: Any) -> None:
+        self.spec = spec
+        self.sources = sources
+        rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2**32,)))
+        self.perm = rng.permutation(len(sources))
+
+    def rows(self, span: ShardSpan) -> list[PlanRow]:
+        seed, n = self.spec.seed, len(self.perm)
+        out = []
+        for index in range(span.start, span.start + span.count):
+            src = int(self.perm[index % n])
+            out.append(
                 PlanRow(
                     index=index,
-                    key=f"{workflow}_{index:09d}",
-                    workflow=workflow,
-                    shard=shard_name(workflow, local // spec.samples_per_shard),
-                    seed=sample_seed(spec.seed, index),
+                    key=f"{span.workflow}_{index:09d}",
+                    workflow=span.workflow,
+                    shard=span.name,
+                    seed=sample_seed(seed, index),
                     source_index=src,
-                    source_uri=sources[src],
+                    source_uri=_source_at(self.sources, src),
                 )
             )
-            index += 1
-    return rows
+        return out
 
 
-def _plan_bytes(rows: Sequence[PlanRow]) -> bytes:
+def iter_plan(spec: PipelineSpec, sources: Sequence[str]) -> Iterator[PlanRow]:
+    """Every plan row in index order, one shard at a time (memory does not grow with the plan)."""
+    planner = Planner(spec, sources)
+    for span in iter_shard_spans(spec):
+        yield from planner.rows(span)
+
+
+PLAN_ROW_GROUP = 1 << 20
+"""Rows per plan.parquet row group (part of the file's byte layout: changing it changes the bytes)."""
+_PLAN_BATCH = 1 << 16
+
+
+def _plan_batch(rows: Sequence[PlanRow]) -> pa.RecordBatch:
     cols = {name: [getattr(r, name) for r in rows] for name in PLAN_SCHEMA.names}
-    table = pa.Table.from_pydict(cols, schema=PLAN_SCHEMA)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", row_group_size=max(1, min(len(rows), 1 << 20)))
-    return sink.getvalue()
+    return pa.RecordBatch.from_pydict(cols, schema=PLAN_SCHEMA)
 
 
-def write_plan(out_dir: Path, rows: Sequence[PlanRow]) -> None:
-    """Write plan.parquet; refuse to resume into a directory planned with a different spec."""
+def _write_plan_file(dest: Path, rows: Iterator[PlanRow], total: int) -> str:
+    """Stream plan rows into a parquet file; returns its sha256.
+
+    Bytes equal a single ``pq.write_table(whole_plan, row_group_size=min(total, PLAN_ROW_GROUP))``:
+    each row group is assembled from small batches and combined before it is written, so memory
+    is bounded by one row group, not by the plan.
+    """
+    group = max(1, min(total, PLAN_ROW_GROUP))
+    with pq.ParquetWriter(dest, PLAN_SCHEMA, compression="zstd") as writer:
+        batches: list[pa.RecordBatch] = []
+        pending = 0
+        buf: list[PlanRow] = []
+        for row in rows:
+            buf.append(row)
+            if len(buf) == _PLAN_BATCH or pending + len(buf) == group:
+                batches.append(_plan_batch(buf))
+                pending += len(buf)
+                buf = []
+                if pending == group:
+                    writer.write_table(pa.Table.from_batches(batches).combine_chunks(), row_group_size=group)
+                    batches, pending = [], 0
+        if buf:
+            batches.append(_plan_batch(buf))
+        if batches:
+            writer.write_table(pa.Table.from_batches(batches).combine_chunks(), row_group_size=group)
+    return file_sha256(dest)
+
+
+def write_plan(out_dir: storage.AnyPath, spec: PipelineSpec, sources: Sequence[str]) -> int:
+    """Write plan.parquet (streamed); refuse to resume into a directory planned differently.
+
+    Returns the number of planned samples. The file is spooled beside its destination (locally)
+    or in the temp dir (URIs), then renamed or uploaded, so a reader never sees half a plan.
+    """
     path = out_dir / "plan.parquet"
-    data = _plan_bytes(rows)
-    if path.exists():
-        if path.read_bytes() == data:
-            return
-        raise BuildError(
-            f"{out_dir} already holds a different plan (other spec, seed or sources); "
-            "choose a new --out directory or remove the old one"
-        )
-    atomic_write_bytes(path, data)
+    local = isinstance(path, Path)
+    spool_dir = path.parent if local else Path(tempfile.gettempdir())
+    tmp = spool_dir / f"{storage.TMP_PREFIX}plan.parquet.{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        sha = _write_plan_file(tmp, iter_plan(spec, sources), spec.num_samples)
+        if path.exists():
+            if file_sha256(path) == sha:
+                return spec.num_samples
+            raise BuildError(
+                f"{out_dir} already holds a different plan (other spec, seed or sources); "
+                "choose a new --out directory or remove the old one"
+            )
+        if local:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            storage.upload_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return spec.num_samples
 
 
 @dataclass
 class ShardTask:
-    """One shard: the unit of distribution, retry and resume."""
+    """One shard with its rows: what a worker builds (rows computed from a ShardSpan)."""
 
     name: str
     workflow: str
@@ -203,34 +306,56 @@ class LoadedSource:
 
 
 class SourceCache:
-    """Decoded sources, a few at a time: neighbouring samples often share a photo."""
+    """Decoded sources, a few at a time: neighbouring samples often share a photo.
 
-    def __init__(self, decode_side: int, max_pixels: int, capacity: int = 8) -> None:
-        self.decode_side = decode_side
+    Sources are read as bytes (local path, http(s) URL with retries, or object-store URI), hashed
+    from those bytes and decoded once, as 8-bit pixels at the smallest JPEG draft scale whose short
+    edge still covers `min_short` (crop and resize are cheaper in 8 bits). Failures are cached too,
+    so a dead URL costs one round of retries per shard, not one per sample.
+    """
+
+    def __init__(
+        self, min_short: int, max_pixels: int, capacity: int = 8, fetch: FetchSettings | None = None
+    ) -> None:
+        self.min_short = min_short
         self.max_pixels = max_pixels
         self.capacity = capacity
-        self._items: OrderedDict[str, LoadedSource] = OrderedDict()
+        self.fetch = fetch
+        self._items: OrderedDict[str, LoadedSource | SourceError] = OrderedDict()
+
+    def _load(self, uri: str) -> LoadedSource:
+        data = read_source_bytes(uri, self.fetch)
+        pixels = load_image_bytes(
+            data, min_short=self.min_short, max_pixels=self.max_pixels, dtype=np.uint8, name=uri
+        )
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+        remote = "://" in uri
+        sha = hashlib.sha256(data).hexdigest()
+        return LoadedSource(pixels, sha, width, height, None if remote else bundled_license(uri))
 
     def get(self, uri: str) -> LoadedSource:
         if uri in self._items:
             self._items.move_to_end(uri)
-            return self._items[uri]
-        if "://" in uri:
-            raise SourceError("unsupported-uri", uri)
-        pixels = load_image(uri, max_side=self.decode_side, max_pixels=self.max_pixels)
-        with Image.open(uri) as im:
-            width, height = im.size
-        item = LoadedSource(pixels, file_sha256(uri), width, height, bundled_license(uri))
-        self._items[uri] = item
-        if len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+            item = self._items[uri]
+        else:
+            try:
+                item = self._load(uri)
+            except SourceError as exc:
+                item = exc
+            self._items[uri] = item
+            if len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        if isinstance(item, SourceError):
+            raise SourceError(item.reason, item.path, item.detail)
         return item
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
     """Decode stored image bytes exactly as a reader of the shard will."""
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+        u8 = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    return np.divide(u8, np.float32(255.0), dtype=np.float32)  # same values as float32(u8) / 255
 
 
 class FaultPlan:
@@ -267,17 +392,81 @@ class FaultPlan:
         os._exit(17)  # a worker dying mid-shard, as an OOM kill would
 
 
+STAGES = ("decode", "synthesis", "scoring", "annotation", "encode", "record", "write")
+"""Stages timed per shard (seconds summed over its samples; `aether bench`, run.json)."""
+
+
+class StageClock:
+    """Per-stage seconds of one shard: one clock read per mark (≤ 1 µs), negligible next to a sample.
+
+    Wall time by default (run.json); `aether bench` passes ``time.thread_time`` to count CPU
+    seconds, which a machine shared with other jobs does not inflate.
+    """
+
+    def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
+        self.timer = timer
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._t = timer()
+
+    def start(self) -> None:
+        self._t = self.timer()
+
+    def mark(self, stage: str) -> None:
+        now = self.timer()
+        self.seconds[stage] += now - self._t
+        self._t = now
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.start()
+
+
+def _node_label() -> str:
+    """The Ray node a shard ran on (hostname outside Ray): run.json shows how work spread."""
+    ray = sys.modules.get("ray")  # never import Ray just for this (in-process builds, bench)
+    try:
+        if ray is not None and ray.is_initialized():
+            return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # pragma: no cover - informational only
+        pass
+    return socket.gethostname()
+
+
+@dataclass
+class PendingSample:
+    """A rendered sample waiting for its annotation (images are already encoded bytes)."""
+
+    row: PlanRow
+    source: LoadedSource
+    protocol: str | None
+    params: dict[str, float] | None
+    params_origin: str | None
+    masks: list[int]
+    preset: dict[str, Any] | None
+    expert_ref: dict[str, Any] | None
+    size: tuple[int, int]
+    input_bytes: bytes
+    target_bytes: bytes
+    scores: dict[str, float]
+    annotation: Future[Annotation]
+
+
 class ShardContext:
     """Everything a shard task needs, built once per worker (actor)."""
 
-    def __init__(self, spec: PipelineSpec, out_dir: Path) -> None:
+    def __init__(self, spec: PipelineSpec, out_dir: storage.AnyPath | str) -> None:
         self.spec = spec
-        self.out_dir = out_dir
+        self.out_dir = storage.as_path(out_dir)
         self.workflows = {w: make_workflow(w, spec) for w in spec.workflows()}
-        self.annotator = TemplateAnnotator()
-        # decode at ~3x the output size: enough for the smallest crop, far below camera resolution
-        self.sources = SourceCache(spec.image.size * 3, spec.sources.max_pixels)
-        self.faults = FaultPlan(os.environ.get("AETHER_FAULTS"), out_dir)
+        self.annotator = make_annotator(
+            spec.annotator, n_variants=max(spec.param.instruction_variants, spec.style.instruction_variants)
+        )
+        # decode (JPEG draft) just large enough that the smallest crop still covers the output size
+        lo = spec.sources.crop_scale[0]
+        min_short = int(np.ceil(spec.image.size / np.sqrt(lo)))
+        self.sources = SourceCache(min_short, spec.sources.max_pixels, fetch=FetchSettings())
+        self.faults = FaultPlan(os.environ.get("AETHER_FAULTS"), self.out_dir)
+        self.clock = StageClock()
         self.record_validator = jsonschema.Draft202012Validator(load_schema("sample"))
 
     def encode(self, img: np.ndarray) -> bytes:
@@ -292,75 +481,113 @@ class ShardContext:
             where = ".".join(str(p) for p in error.absolute_path) or "<record>"
             raise RecordSchemaError(f"{record.get('key')}: {where}: {error.message}")
 
-    def build_sample(self, row: PlanRow) -> tuple[dict[str, bytes], dict[str, Any]]:
-        """One plan row → tar members and index fields. Raises SourceError for bad inputs."""
-        spec = self.spec
+    def render_sample(self, row: PlanRow) -> PendingSample:
+        """Phase 1 of a sample: source → pair → encoded images → scores; annotation submitted.
+
+        Raises SourceError for bad inputs. The annotation request goes out here so that a remote
+        annotator works on earlier samples while later ones render.
+        """
+        spec, clock = self.spec, self.clock
+        clock.start()
         self.faults.before_sample(row.key)
         rng = rng_for(row.seed)
         src = self.sources.get(row.source_uri)
-        img = resize_short_edge(augment(src.pixels, rng, spec), spec.image.size)
+        # crop a view, resize in 8 bits, flip the small result: no full-resolution copy
+        y0, x0, ch, cw, flip = augment_box(src.pixels.shape, rng, spec)
+        img = resize_short_edge(src.pixels[y0 : y0 + ch, x0 : x0 + cw], spec.image.size)
+        if flip:
+            img = np.ascontiguousarray(img[:, ::-1])
+        clock.mark("decode")
         base = self.encode(img)
+        clock.mark("encode")
         img_q = decode_image_bytes(base)  # what a reader sees: render from it, not from the float
+        clock.mark("decode")
         pair: Pair = self.workflows[row.workflow].synthesize(row, img_q, rng)
+        clock.mark("synthesis")
         input_bytes = base if pair.input is img_q else self.encode(pair.input)
         target_bytes = base if pair.target is img_q else self.encode(pair.target)
-        ann = self.annotator.annotate(
-            AnnotationRequest(
-                workflow=row.workflow,
-                params=pair.params or {},
-                masks=pair.masks,
-                seed=row.seed,
-                preset=pair.preset,
-                image_stats=image_stats(pair.input),
-            )
-        )
+        clock.mark("encode")
         scores = {
             "aesthetic_input": heuristic_score(pair.input),
             "aesthetic_target": heuristic_score(pair.target),
         }
-        ext = spec.image.format
+        request = AnnotationRequest(
+            workflow=row.workflow,
+            params=pair.params or {},
+            masks=pair.masks,
+            seed=row.seed,
+            preset=pair.preset,
+            image_stats=image_stats(pair.input),
+        )
+        clock.mark("scoring")
+        future = self.annotator.submit(request, input_bytes, key=row.key)
+        clock.mark("annotation")
+        return PendingSample(
+            row=row,
+            source=src,
+            protocol=pair.protocol,
+            params=pair.params,
+            params_origin=pair.params_origin,
+            masks=pair.masks,
+            preset=pair.preset,
+            expert_ref=pair.expert_ref,
+            size=(int(img.shape[1]), int(img.shape[0])),
+            input_bytes=input_bytes,
+            target_bytes=target_bytes,
+            scores=scores,
+            annotation=future,
+        )
+
+    def finish_sample(self, p: PendingSample) -> tuple[dict[str, bytes], dict[str, Any]]:
+        """Phase 2: wait for the annotation, assemble and check the record, return tar members."""
+        clock = self.clock
+        clock.start()
+        ann = p.annotation.result()  # annotators never raise: failures fall back to the template
+        clock.mark("annotation")
+        row, ext = p.row, self.spec.image.format
         record = {
             "key": row.key,
             "task": TASK_TOKENS[row.workflow],
             "workflow": row.workflow,
-            "protocol": pair.protocol,
+            "protocol": p.protocol,
             "instructions": ann.instructions,
             "prompt": ann.prompt,
             "completion": ann.completion,
             "reasoning": ann.reasoning,
-            "params": P.normalised_dict(pair.params, decimals=6) if pair.params is not None else None,
-            "params_origin": pair.params_origin,
-            "masks": pair.masks,
-            "preset": _preset_record(pair.preset),
-            "expert_ref": pair.expert_ref,
+            "params": P.normalised_dict(p.params, decimals=6) if p.params is not None else None,
+            "params_origin": p.params_origin,
+            "masks": p.masks,
+            "preset": _preset_record(p.preset),
+            "expert_ref": p.expert_ref,
             "source": {
                 "uri": _display_uri(row.source_uri),
-                "sha256": src.sha256,
-                "width": src.width,
-                "height": src.height,
-                "license": src.license,
+                "sha256": p.source.sha256,
+                "width": p.source.width,
+                "height": p.source.height,
+                "license": p.source.license,
             },
-            "image": {"width": int(img.shape[1]), "height": int(img.shape[0]), "format": ext},
-            "scores": scores,
+            "image": {"width": p.size[0], "height": p.size[1], "format": ext},
+            "scores": p.scores,
             "annotator": ann.annotator,
             "seed": row.seed,
             "generator": {"name": f"aether-{row.workflow}", "version": __version__},
         }
         self.check_record(record)
-        members = {f"input.{ext}": input_bytes, f"target.{ext}": target_bytes, "json": json_bytes(record)}
+        members = {f"input.{ext}": p.input_bytes, f"target.{ext}": p.target_bytes, "json": json_bytes(record)}
         fields = {
             "workflow": row.workflow,
             "task": record["task"],
-            "protocol": pair.protocol,
-            "preset_id": (pair.preset or {}).get("id"),
-            "expert_ref": (pair.expert_ref or {}).get("id"),
+            "protocol": p.protocol,
+            "preset_id": (p.preset or {}).get("id"),
+            "expert_ref": (p.expert_ref or {}).get("id"),
             "annotator": ann.annotator.get("name"),
             "attempts": ann.annotator.get("attempts", 0),
             "fallback_reason": ann.annotator.get("fallback_reason"),
-            "params_origin": pair.params_origin,
-            "score_input": scores["aesthetic_input"],
-            "score_target": scores["aesthetic_target"],
+            "params_origin": p.params_origin,
+            "score_input": p.scores["aesthetic_input"],
+            "score_target": p.scores["aesthetic_target"],
         }
+        clock.mark("record")
         return members, fields
 
     def build_shard(self, task: ShardTask) -> dict[str, Any]:
@@ -370,25 +597,44 @@ class ShardContext:
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         errors: list[str] = []
+        clock = self.clock
+        clock.reset()
+        t_start, cpu_start = time.time(), time.thread_time()
+
+        def skip(row: PlanRow, exc: Exception) -> None:
+            if isinstance(exc, SourceError):
+                skipped.append({"source": row.source_uri, "reason": exc.reason, "key": row.key})
+                return
+            errors.append(f"{row.key} ({row.source_uri}):\n{traceback.format_exc()}")
+            skipped.append(
+                {"source": row.source_uri, "reason": f"error:{type(exc).__name__}", "key": row.key}
+            )
+
+        pending: list[PendingSample] = []
+        for i, row in enumerate(task.rows):
+            if i == len(task.rows) // 2:
+                self.faults.before_shard(task.name)
+            try:
+                pending.append(self.render_sample(row))
+            except Exception as exc:  # one bad sample must never cost the shard
+                skip(row, exc)
+        self.annotator.flush()
         with ShardWriter(tar_path) as writer:
-            for i, row in enumerate(task.rows):
-                if i == len(task.rows) // 2:
-                    self.faults.before_shard(task.name)
+            for p in pending:
+                row = p.row
                 try:
-                    members, fields = self.build_sample(row)
-                except SourceError as exc:
-                    skipped.append({"source": row.source_uri, "reason": exc.reason, "key": row.key})
+                    members, fields = self.finish_sample(p)
+                except Exception as exc:
+                    skip(row, exc)
                     continue
-                except Exception as exc:  # one bad sample must never cost the shard
-                    errors.append(f"{row.key} ({row.source_uri}):\n{traceback.format_exc()}")
-                    skipped.append(
-                        {"source": row.source_uri, "reason": f"error:{type(exc).__name__}", "key": row.key}
-                    )
-                    continue
+                clock.start()
                 info = writer.add(row.key, members)
                 rows.append({"key": row.key, "members": info, **fields})
+                clock.mark("write")
+            clock.start()
             shard = writer.commit()
         write_index(index_path, shard, rows, skipped)
+        clock.mark("write")
         if errors:
             atomic_write_bytes(self.out_dir / "logs" / f"{task.name}.errors.txt", "\n".join(errors).encode())
         return {
@@ -398,6 +644,13 @@ class ShardContext:
             "skipped": len(skipped),
             "reasons": dict(Counter(s["reason"] for s in skipped)),
             "error": None,
+            "stages": json.dumps({k: round(v, 6) for k, v in clock.seconds.items()}),
+            "node": _node_label(),
+            "t_start": t_start,  # wall clock: the busy window of a run (bench's scaling measure)
+            "t_end": time.time(),
+            "pid": os.getpid(),
+            "cpu_s": time.thread_time() - cpu_start,  # CPU seconds of this shard (not inflated by load)
+            "annotator_stats": json.dumps(self.annotator.stats(), sort_keys=True, default=str),
         }
 
 
@@ -438,22 +691,46 @@ def limit_threads(n: int = 1) -> None:
 class ShardBuilder:
     """Ray Data actor: loads workflow resources once, then builds shard after shard."""
 
-    def __init__(self, spec_json: str, out_dir: str) -> None:
+    def __init__(self, spec_json: str, out_dir: str, sources: list[Any] | None = None) -> None:
         limit_threads(1)
-        self.ctx = ShardContext(PipelineSpec.model_validate_json(spec_json), Path(out_dir))
+        spec = PipelineSpec.model_validate_json(spec_json)
+        # A worker that cannot set up (missing model weights, bad preset library) reports that on
+        # every shard instead of dying: an actor death in __init__ would abort the whole Ray job.
+        self.setup_error: str | None = None
+        try:
+            self.ctx = ShardContext(spec, out_dir)
+        except Exception as exc:
+            self.setup_error = f"worker setup failed: {type(exc).__name__}: {exc}"
+        self.planner: Planner | None = None
+        if sources is not None:  # [ObjectRef of the source list]: rows are computed here, per shard
+            import ray
+
+            self.planner = Planner(spec, ray.get(sources[0]))
+
+    def task_for(self, item: dict[str, Any]) -> ShardTask:
+        """A ShardSpan item (rows computed from spec + sources) or a legacy item with its rows."""
+        if "rows" in item:
+            return ShardTask.from_item(item)
+        if self.planner is None:
+            raise ValueError("ShardBuilder got a shard span but no source list")
+        span = ShardSpan(item["name"], item["workflow"], int(item["start"]), int(item["count"]))
+        return ShardTask(span.name, span.workflow, self.planner.rows(span))
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
-        task = ShardTask.from_item(item)
         try:
-            return self.ctx.build_shard(task)
+            if self.setup_error is not None:
+                raise BuildError(self.setup_error)
+            return self.ctx.build_shard(self.task_for(item))
         except Exception as exc:  # a whole-shard failure (disk full, read-only output) is reported
             return {
-                "name": task.name,
+                "name": item["name"],
                 "ok": False,
                 "samples": 0,
                 "skipped": 0,
                 "reasons": {},
-                "error": f"{type(exc).__name__}: {exc}",
+                "error": str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}",
+                "stages": "{}",
+                "node": _node_label(),
             }
 
 
@@ -465,7 +742,7 @@ class ShardBuilder:
 class BuildSummary:
     """What a build did; `manifest` is None when some shard failed (re-run to resume)."""
 
-    out_dir: Path
+    out_dir: storage.AnyPath
     planned_samples: int
     shards_total: int
     shards_built: int
@@ -476,6 +753,11 @@ class BuildSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     manifest: dict[str, Any] | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> shards built there
+    busy_seconds: float = 0.0  # first shard start to last shard end (excludes Ray/actor startup)
+    cpu_seconds: float = 0.0  # CPU seconds of the shard tasks (summed over workers)
+    annotator_stats: dict[str, Any] = field(default_factory=dict)  # summed over workers
 
 
 def init_ray(address: str | None, workers: int) -> None:
@@ -498,7 +780,7 @@ def init_ray(address: str | None, workers: int) -> None:
         ray.init(num_cpus=max(workers, os.cpu_count() or 1), **common)
 
 
-def _clean_temp_files(out_dir: Path) -> int:
+def _clean_temp_files(out_dir: storage.AnyPath) -> int:
     n = 0
     for sub in ("shards", "index"):
         for p in (out_dir / sub).glob(".tmp-*"):
@@ -508,9 +790,18 @@ def _clean_temp_files(out_dir: Path) -> int:
 
 
 def _execute(
-    spec: PipelineSpec, out_dir: Path, tasks: Sequence[ShardTask], workers: int
+    spec: PipelineSpec,
+    out_dir: storage.AnyPath,
+    spans: Sequence[ShardSpan],
+    workers: int,
+    sources: Sequence[str],
 ) -> Iterator[dict[str, Any]]:
-    """Run shard tasks on Ray Data, yielding each shard's summary as it completes."""
+    """Run shard tasks on Ray Data, yielding each shard's summary as it completes.
+
+    Items are shard spans (name, workflow, first index, count); each worker computes its rows
+    from the spec and the source list, which is put once into Ray's object store (shared memory,
+    not copied into every task).
+    """
     import ray
     import ray.data
 
@@ -519,68 +810,95 @@ def _execute(
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    items = [t.to_item() for t in tasks]
+    items = [t.to_item() for t in spans]
+    sources_ref = ray.put(pa.array(list(sources), type=pa.large_string()))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map(
         ShardBuilder,
-        fn_constructor_kwargs={"spec_json": spec.model_dump_json(), "out_dir": str(out_dir)},
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
+        fn_constructor_kwargs={
+            "spec_json": spec.model_dump_json(),
+            "out_dir": str(out_dir),
+            "sources": [sources_ref],  # in a list: resolved by the actor, not by Ray Data
+        },
+        # one shard in flight per actor: a shard is seconds of work, so queueing more on the first
+        # actor to start only unbalances nodes (and makes the tail wait on one actor)
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items)), max_tasks_in_flight_per_actor=1),
         num_cpus=1,
+        num_gpus=spec.annotator.num_gpus or None,  # a qwen-vl annotator on the GPU
     )  # Ray Data restarts dead actors and retries their tasks by default (max_restarts=-1)
     yield from ds.iter_rows()
 
 
-def run_build(spec: PipelineSpec, out_dir: str | Path, progress: Any | None = None) -> BuildSummary:
-    """Plan, build the shards that are not done, write the manifest. Safe to re-run (resume)."""
+def run_build(
+    spec: PipelineSpec, out_dir: str | Path | storage.RemotePath, progress: Any | None = None
+) -> BuildSummary:
+    """Plan, build the shards that are not done, write the manifest. Safe to re-run (resume).
+
+    `out_dir` may be a URI (``s3://bucket/run``; see the storage module for the commit rule).
+    The driver streams the plan to plan.parquet and holds only shard spans, never per-sample rows.
+    """
     start = time.perf_counter()
-    out = Path(out_dir)
-    for sub in ("shards", "index"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise BuildError(f"output directory {out} is not writable")
+    out = storage.as_path(out_dir)
+    if isinstance(out, Path):
+        for sub in ("shards", "index"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise BuildError(f"output directory {out} is not writable")
     sources = resolve_sources(spec)
-    rows = make_plan(spec, sources)
-    write_plan(out, rows)
+    planned = write_plan(out, spec, sources)
     _clean_temp_files(out)
-    tasks = group_shards(rows)
-    todo = [
-        t
-        for t in tasks
-        if not shard_is_done(out / "shards" / f"{t.name}.tar", out / "index" / f"{t.name}.parquet")
-    ]
+    names: list[str] = []
+    todo: list[ShardSpan] = []
+    for span in iter_shard_spans(spec):
+        names.append(span.name)
+        if not shard_is_done(out / "shards" / f"{span.name}.tar", out / "index" / f"{span.name}.parquet"):
+            todo.append(span)
     summary = BuildSummary(
         out_dir=out,
-        planned_samples=len(rows),
-        shards_total=len(tasks),
+        planned_samples=planned,
+        shards_total=len(names),
         shards_built=0,
-        shards_reused=len(tasks) - len(todo),
+        shards_reused=len(names) - len(todo),
         samples_written=0,
         skipped=0,
         reasons={},
     )
     reasons: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
+    nodes: Counter[str] = Counter()
+    window = [math.inf, -math.inf]
+    annotator_stats: dict[str, dict[str, Any]] = {}
     if progress is not None:
-        progress.start(total_shards=len(tasks), reused=summary.shards_reused, todo=len(todo))
+        progress.start(total_shards=len(names), reused=summary.shards_reused, todo=len(todo))
     if todo:
         init_ray(spec.runtime.ray_address, spec.runtime.workers)
-        for res in _execute(spec, out, todo, spec.runtime.workers):
+        for res in _execute(spec, out, todo, spec.runtime.workers, sources):
             if res["ok"]:
                 summary.shards_built += 1
                 summary.samples_written += int(res["samples"])
                 summary.skipped += int(res["skipped"])
                 reasons.update({k: int(v) for k, v in (res["reasons"] or {}).items() if v is not None})
+                stages.update(json.loads(res.get("stages") or "{}"))
+                nodes[str(res.get("node"))] += 1
+                window = [min(window[0], res["t_start"]), max(window[1], res["t_end"])]
+                summary.cpu_seconds += float(res.get("cpu_s") or 0.0)
+                # cumulative per worker process: the latest report of each worker is its total
+                annotator_stats[str(res.get("pid"))] = json.loads(res.get("annotator_stats") or "{}")
             else:
                 summary.failed.append((res["name"], res["error"]))
             if progress is not None:
                 progress.update(res)
     summary.reasons = dict(reasons)
+    summary.stage_seconds = {k: round(stages[k], 4) for k in STAGES if k in stages}
+    summary.nodes = dict(sorted(nodes.items()))
+    summary.busy_seconds = max(0.0, window[1] - window[0])
     summary.seconds = time.perf_counter() - start
+    summary.annotator_stats = _sum_stats(annotator_stats.values())
     if progress is not None:
         progress.stop()
     write_run_log(out, spec, summary)
     if summary.failed:
         return summary
-    names = [t.name for t in tasks]
     manifest = build_manifest(
         out,
         spec=content_spec(spec),
@@ -588,12 +906,8 @@ def run_build(spec: PipelineSpec, out_dir: str | Path, progress: Any | None = No
         code_version=__version__,
         shards=names,
         extra={
-            "annotator": {
-                "backend": spec.annotator.backend,
-                "model": None,
-                "prompt_versions": _prompt_versions(),
-            },
-            "planned_samples": len(rows),
+            "annotator": annotator_manifest(spec.annotator),
+            "planned_samples": planned,
         },
     )
     write_manifest(out, manifest)
@@ -604,6 +918,16 @@ def run_build(spec: PipelineSpec, out_dir: str | Path, progress: Any | None = No
     return summary
 
 
+def _sum_stats(per_worker: Any) -> dict[str, Any]:
+    """Add up numeric annotator counters over workers (non-numeric fields are dropped)."""
+    total: Counter[str] = Counter()
+    for stats in per_worker:
+        for k, v in stats.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                total[k] += v
+    return dict(sorted(total.items()))
+
+
 def content_spec(spec: PipelineSpec) -> dict[str, Any]:
     """The spec as stored in the manifest: everything that determines content.
 
@@ -611,10 +935,16 @@ def content_spec(spec: PipelineSpec) -> dict[str, Any]:
     is left out; otherwise `--workers 1` and `--workers 8` would give different manifests. It is
     recorded in `run.json` with the timings instead.
     """
-    return spec.model_dump(mode="json", exclude={"runtime"})
+    return spec.model_dump(
+        mode="json",
+        exclude={
+            "runtime": True,
+            "annotator": {"concurrency", "timeout_s", "retry_backoff_s", "cache_dir", "num_gpus"},
+        },
+    )
 
 
-def write_run_log(out: Path, spec: PipelineSpec, summary: BuildSummary) -> None:
+def write_run_log(out: storage.AnyPath, spec: PipelineSpec, summary: BuildSummary) -> None:
     """`run.json`: how this invocation ran (not part of the reproducible dataset)."""
 
     log_entry = {
@@ -625,6 +955,11 @@ def write_run_log(out: Path, spec: PipelineSpec, summary: BuildSummary) -> None:
         "samples_written": summary.samples_written,
         "failed": [{"shard": n, "error": e} for n, e in summary.failed],
         "code_version": __version__,
+        "busy_seconds": round(summary.busy_seconds, 3),
+        "cpu_seconds": round(summary.cpu_seconds, 3),
+        "stage_seconds": summary.stage_seconds,  # summed over shards built by this invocation
+        "nodes": summary.nodes,  # Ray node id -> shards built there
+        "annotator": summary.annotator_stats,  # requests sent, cache hits, fallbacks (this run)
     }
     try:
         atomic_write_bytes(out / "run.json", (json.dumps(log_entry, indent=2) + "\n").encode())
@@ -632,16 +967,10 @@ def write_run_log(out: Path, spec: PipelineSpec, summary: BuildSummary) -> None:
         pass  # a full or read-only disk is reported by the build itself; the log is a courtesy
 
 
-def _prompt_versions() -> dict[str, str]:
-    from aether_data.annotate import PROMPT_VERSIONS
-
-    return dict(PROMPT_VERSIONS)
-
-
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def remove_output(out_dir: Path) -> None:
-    """Delete a previous build (used by `--overwrite`)."""
-    shutil.rmtree(out_dir, ignore_errors=True)
+def remove_output(out_dir: str | Path | storage.RemotePath) -> None:
+    """Delete a previous build (used by `--overwrite`); a URI prefix is deleted on its store."""
+    storage.remove_tree(out_dir)

@@ -29,11 +29,14 @@ import os
 import re
 import secrets
 import tarfile
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from aether_data import storage
 
 __all__ = [
     "BLOCK_SIZE",
@@ -67,7 +70,7 @@ MAX_MEMBER_NAME_BYTES = 100
 #: keys: webdataset groups members by the text before the first dot, so no dots, no separators.
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _EXT_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = storage.TMP_PREFIX  # ".tmp-"
 _CHUNK = 1 << 20
 
 
@@ -97,7 +100,7 @@ class ShardInfo:
     """What a committed shard is: recorded in its index so resume can verify it (DESIGN §1)."""
 
     name: str  # file name without ``.tar``, e.g. ``param-000003``
-    path: Path
+    path: storage.AnyPath  # a local Path, or a RemotePath for URI outputs (s3://...)
     samples: int
     size: int
     sha256: str
@@ -158,6 +161,8 @@ def split_member_name(name: str) -> tuple[str, str]:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, streamed in 1 MiB chunks so shard size never matters."""
+    if storage.is_uri(path):
+        return storage.sha256(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -196,7 +201,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` so readers see either the old file or the complete new one.
 
     Temp file in the same directory, fsync, ``os.replace``; on any error the temp is removed.
+    A URI (``s3://...``) is uploaded to a temp key and moved (``storage`` module's commit rule).
     """
+    if storage.is_uri(path):
+        storage.write_bytes_atomic(path, data)
+        return storage.as_path(path)  # type: ignore[return-value]
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path_for(final)
@@ -241,14 +250,20 @@ class ShardWriter:
 
     Use as a context manager: leaving the block without ``commit()`` (normally or by an exception)
     deletes the temp file, so a killed or failed task never leaves a partial ``.tar`` behind.
+    For a URI destination (``s3://...``) the temp file is a local spool, uploaded on commit to a
+    temp key and moved onto the final key (``storage`` module), so the object appears whole or not.
     """
 
-    def __init__(self, final_path: str | os.PathLike[str]) -> None:
-        self.final_path = Path(final_path)
+    def __init__(self, final_path: str | os.PathLike[str] | storage.RemotePath) -> None:
+        self.final_path: storage.AnyPath = storage.as_path(final_path)
         if self.final_path.suffix != ".tar":
             raise ValueError(f"shard path must end in .tar: {self.final_path}")
-        self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = _tmp_path_for(self.final_path)
+        if isinstance(self.final_path, storage.RemotePath):
+            spool = Path(tempfile.gettempdir()) / self.final_path.name
+            self.tmp_path = _tmp_path_for(spool)
+        else:
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp_path = _tmp_path_for(self.final_path)
         self._f: io.BufferedWriter | None = open(self.tmp_path, "xb")  # closed in commit/abort
         self._hash = hashlib.sha256()
         self._pos = 0
@@ -333,11 +348,16 @@ class ShardWriter:
             os.fsync(self._f.fileno())
             self._f.close()
             self._f = None
-            os.replace(self.tmp_path, self.final_path)
+            if isinstance(self.final_path, storage.RemotePath):
+                storage.upload_file(self.tmp_path, self.final_path)
+                self.tmp_path.unlink(missing_ok=True)
+            else:
+                os.replace(self.tmp_path, self.final_path)
         except BaseException:
             self.abort()
             raise
-        _fsync_dir(self.final_path.parent)
+        if isinstance(self.final_path, Path):
+            _fsync_dir(self.final_path.parent)
         self._info = ShardInfo(
             name=self.final_path.name[: -len(".tar")],
             path=self.final_path,
@@ -392,8 +412,13 @@ def iter_shard_members(
 ) -> Iterator[tuple[str, dict[str, tuple[MemberInfo, bytes]]]]:
     """Like :func:`iter_shard`, but each member also carries its :class:`MemberInfo`.
 
-    Used by audit to compare the tar with its index while streaming (one sample in memory).
+    Used by audit to compare the tar with its index while streaming (one sample in memory). A URI
+    is downloaded to a local temp file first (tar reading needs random access).
     """
+    if storage.is_uri(path):
+        with storage.local_file(path) as local:
+            yield from iter_shard_members(local, require_end_marker=require_end_marker)
+        return
     with open(path, "rb") as f, open(path, "rb") as tail:
         try:
             tf = tarfile.open(fileobj=f, mode="r:")

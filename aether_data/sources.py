@@ -112,7 +112,12 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
 
 
 def load_image(
-    path: str | Path, max_side: int | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | Path,
+    max_side: int | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_short: int | None = None,
+    dtype: type[np.floating] | type[np.uint8] = np.float32,
 ) -> np.ndarray:
     """Decode a photo to float32 HxWx3 sRGB in [0, 1], upright, optionally with long side ≤ max_side.
 
@@ -120,6 +125,11 @@ def load_image(
     what keeps decoding of 24 MP camera files cheap. Raises SourceError with reasons: not-found,
     empty-file, not-an-image, too-large, too-small, truncated, decode-error. Pillow's own bomb guard
     (about 179 MP) still applies above `max_pixels` and is reported as too-large too.
+
+    `min_short` (instead of `max_side`) asks for the smallest decode whose short edge still covers
+    it: draft mode as far as it allows, then an area downscale to 2·min_short when the result is
+    much larger (bounded memory, detail kept for later crops). `dtype=np.uint8` returns the 8-bit
+    pixels without the float conversion (cheaper to crop and resize).
     """
     p = Path(path)
     try:
@@ -128,10 +138,50 @@ def load_image(
         raise SourceError("not-found", p) from None
     if size == 0:
         raise SourceError("empty-file", p)
+    return _decode(p, p, max_side, max_pixels, min_short, dtype)
+
+
+def load_image_bytes(
+    data: bytes,
+    max_side: int | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_short: int | None = None,
+    dtype: type[np.floating] | type[np.uint8] = np.float32,
+    name: str | None = None,
+) -> np.ndarray:
+    """:func:`load_image` for bytes already in memory (downloads, object stores); same reasons.
+
+    `name` (the URI) only labels errors.
+    """
+    if not data:
+        raise SourceError("empty-file", name)
+    return _decode(io.BytesIO(data), name, max_side, max_pixels, min_short, dtype)
+
+
+def _draft_size(w: int, h: int, max_side: int | None, min_short: int | None) -> tuple[int, int] | None:
+    """The size to request from JPEG draft mode (None: decode at full size)."""
+    if min_short is not None and min(w, h) > min_short:
+        scale = min_short / min(w, h)
+    elif max_side is not None and max(w, h) > max_side:
+        scale = max_side / max(w, h)
+    else:
+        return None
+    return max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))
+
+
+def _decode(
+    fp: Path | io.BytesIO,
+    p: str | Path | None,
+    max_side: int | None,
+    max_pixels: int,
+    min_short: int | None,
+    dtype: type[np.floating] | type[np.uint8],
+) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(p)
+            im = Image.open(fp)
     except UnidentifiedImageError:
         raise SourceError("not-an-image", p) from None
     except Image.DecompressionBombError as exc:
@@ -144,9 +194,9 @@ def load_image(
             raise SourceError("too-large", p, f"{w}x{h} > {max_pixels} pixels")
         if min(w, h) < MIN_SIDE:
             raise SourceError("too-small", p, f"{w}x{h}")
-        if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
-            scale = max_side / max(w, h)
-            im.draft("RGB", (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
+        draft = _draft_size(w, h, max_side, min_short) if im.format == "JPEG" else None
+        if draft is not None:
+            im.draft("RGB", draft)
         try:
             im.load()
         except OSError as exc:
@@ -162,7 +212,12 @@ def load_image(
             rgb = _to_rgb8(_to_srgb(im))
         except (OSError, ValueError) as exc:  # exotic modes Pillow cannot convert (LAB, HSV, ...)
             raise SourceError("decode-error", p, str(exc)) from None
-    img = rgb.astype(np.float32) / np.float32(255.0)
+    if min_short is not None and min(rgb.shape[:2]) > 2 * min_short:
+        rgb = resize_short_edge(rgb, 2 * min_short)
+    if dtype == np.uint8:
+        img = rgb
+    else:
+        img = rgb.astype(np.float32) / np.float32(255.0)
     if max_side is not None and max(img.shape[:2]) > max_side:
         img = _resize_long_edge(img, max_side)
     return img
@@ -297,7 +352,13 @@ def list_sources(path: str | Path) -> list[str]:
     A folder is walked recursively (image extensions, case-insensitive, hidden entries skipped) and
     sorted; a single image is returned as is; a .txt (one per line, '#' comments) / .csv / .tsv /
     .parquet list keeps its own order, with relative entries resolved against the list's folder.
+    A folder without images but with Unsplash Lite ``photos.tsv*`` files reads those; URIs (http(s)
+    lists or images, object-store lists or prefixes) are expanded by ``remote_sources.list_remote``.
     """
+    if "://" in str(path):
+        from aether_data.remote_sources import list_remote
+
+        return list_remote(str(path))
     p = Path(path)
     if p.is_dir():
         found = [
@@ -307,6 +368,9 @@ def list_sources(path: str | Path) -> list[str]:
             and f.suffix.lower() in IMAGE_EXTENSIONS
             and not any(part.startswith(".") for part in f.relative_to(p).parts)
         ]
+        if not found:
+            lists = sorted(f for f in p.glob("photos.tsv*") if f.is_file())
+            return [entry for f in lists for entry in list_sources(f)]
         return sorted(str(f) for f in found)
     if not p.exists():
         raise SourceError("not-found", p)
@@ -315,4 +379,8 @@ def list_sources(path: str | Path) -> list[str]:
         return [str(p)]
     if suffix in LIST_EXTENSIONS:
         return [_resolve_entry(e, p.parent) for e in _list_file_entries(p)]
+    from aether_data.remote_sources import is_list_name, read_list
+
+    if is_list_name(p.name):  # split lists such as photos.tsv000
+        return [_resolve_entry(e, p.parent) for e in read_list(str(p))]
     raise SourceError("not-an-image", p, f"unsupported source extension {suffix!r}")

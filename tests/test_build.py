@@ -170,6 +170,22 @@ def test_auto_build_corrective_params_move_input_to_target(ray_session, tmp_path
     assert improved / len(recs) >= 0.9
 
 
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of a session (the driver and the Ray processes it started), like a crash."""
+    for _ in range(3):
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:  # field 6 of /proc/PID/stat: session id
+                try:
+                    os.kill(int(stat.parent.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(300)
 def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     """Kill the whole build (driver + Ray) mid-run; the re-run keeps finished shards untouched."""
@@ -186,11 +202,13 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     deadline = time.time() + 180
     while time.time() < deadline and len(list(index_dir.glob("*.parquet"))) < 2:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    _kill_session(proc.pid)
     proc.wait()
     done_before = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("param-*.tar")}
     indexed = {p.stem for p in index_dir.glob("*.parquet")}
     assert 2 <= len(indexed) < 12, "kill landed outside the run"
+    time.sleep(2)
+    assert {p.stem for p in index_dir.glob("*.parquet")} == indexed, "a worker outlived the kill"
     res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr
     assert f"{len(indexed)} reused" in res.stderr.replace("\n", " ")

@@ -101,3 +101,19 @@ def test_spec_overrides_and_errors(tmp_path) -> None:
     bad.write_text("workflow: param\nparam: {protocols: [light, sparkle]}\n")
     with pytest.raises(SpecError, match="sparkle"):
         load_spec(bad)
+
+
+def test_pipeline_spec_schema_file_is_current() -> None:
+    """manifests/pipeline-spec.schema.json is generated from the pydantic models; keep it in sync."""
+    from aether_data.config import spec_json_schema
+    from tests.conftest import REPO
+
+    on_disk = json.loads((REPO / "manifests" / "pipeline-spec.schema.json").read_text())
+    assert on_disk == spec_json_schema(), "regenerate with: aether schema pipeline-spec > manifests/pipeline-spec.schema.json"
+
+
+def test_shipped_pipeline_specs_validate() -> None:
+    from tests.conftest import REPO
+
+    for path in sorted((REPO / "pipelines").glob("*.yaml")):
+        load_spec(path)

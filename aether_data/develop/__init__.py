@@ -2,7 +2,8 @@
 
 - ``render(image, params)``: numpy, HxWx3 float32 sRGB in [0, 1], slider-scale dict.
 - ``render_torch(image, params)``: differentiable, (B, 3, H, W) and normalised (B, 38) params.
-- ``bake_lut`` / ``apply_lut`` / ``render_fast``: the engine is per-pixel, so it bakes to a 3D LUT.
+- ``bake_lut`` / ``apply_lut`` / ``render_fast``: the engine is per-pixel, so it bakes to a 3D LUT;
+  ``render_lut8`` / ``apply_lut_u8`` apply it in 8 bits (Pillow), the dataset build's fast path.
 - ``write_cube`` / ``read_cube``: Adobe .cube files.
 
 ``render_torch`` is imported lazily so that numpy-only users do not pay for importing torch.
@@ -13,17 +14,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .engine_np import render
-from .lut import apply_lut, bake_lut, read_cube, render_fast, write_cube
+from .lut import (
+    apply_lut,
+    apply_lut8,
+    apply_lut_u8,
+    bake_lut,
+    read_cube,
+    render_fast,
+    render_lut8,
+    write_cube,
+)
 
 if TYPE_CHECKING:
     from .engine_torch import render_torch
 
 __all__ = [
     "apply_lut",
+    "apply_lut8",
+    "apply_lut_u8",
     "bake_lut",
     "read_cube",
     "render",
     "render_fast",
+    "render_lut8",
     "render_torch",
     "write_cube",
 ]

@@ -67,6 +67,11 @@ def _short(image: np.ndarray) -> int:
     return int(min(image.shape[:2]))
 
 
+def _channel_min(image: np.ndarray) -> np.ndarray:
+    """``image.min(axis=2)`` with the same values, ~10x faster (numpy reduces a length-3 last axis slowly)."""
+    return np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
+
+
 def _add_luma(image: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return image + delta[..., None]
 
@@ -96,12 +101,12 @@ def dehaze(image: np.ndarray, amount: float) -> np.ndarray:
     short = _short(image)
     patch = max(3, round(DEHAZE_PATCH * short)) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
-    dark = cv2.erode(image.min(axis=2), kernel)
+    dark = cv2.erode(_channel_min(image), kernel)
     flat = dark.reshape(-1)
     n = max(1, flat.size // 1000)
     idx = np.argpartition(flat, -n)[-n:]
     atmos = np.clip(image.reshape(-1, 3)[idx].mean(axis=0), 0.5, 1.0).astype(np.float32)
-    norm_dark = cv2.erode((image / atmos).min(axis=2).astype(np.float32), kernel)
+    norm_dark = cv2.erode(_channel_min(image / atmos).astype(np.float32), kernel)
     trans = np.clip(1.0 - DEHAZE_OMEGA * norm_dark, 0.0, 1.0)
     y = luminance(image[..., 0], image[..., 1], image[..., 2]).astype(np.float32)
     trans = np.clip(guided_filter(y, trans.astype(np.float32), max(2, round(0.04 * short)), 1e-3), 0.0, 1.0)

@@ -129,6 +129,51 @@ def render_fast(
     return np.clip(apply_lut(arr, bake_lut(params, lut_size), "tetrahedral"), 0.0, 1.0)
 
 
+def apply_lut_u8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """8-bit RGB (HxWx3 uint8) through a 3D LUT with Pillow's C trilinear ``Color3DLUT``.
+
+    Why: the build renders targets from decoded JPEG pixels (8-bit already) and stores 8-bit JPEGs,
+    so an 8-bit LUT pass loses nothing that matters (≥ 50 dB against ``render`` at size 33,
+    rounding included, on the bench photos) and is several times faster than the float paths.
+    """
+    from PIL import Image, ImageFilter
+
+    lut = _check_lut(lut)
+    n = lut.shape[0]
+    table = np.ascontiguousarray(lut.transpose(2, 1, 0, 3)).reshape(-1, 3)  # Pillow: red varies fastest
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 image, got shape {img.shape}")
+    return np.asarray(Image.fromarray(img, "RGB").filter(ImageFilter.Color3DLUT(n, table, channels=3)))
+
+
+def _to_u8(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr
+    # the same rounding as the JPEG/PNG encoders (sources._to_uint8)
+    return np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def apply_lut8(image: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    """Float [0, 1] (or uint8) image through ``lut`` in 8 bits (``apply_lut_u8``); float32 out.
+
+    Input values are rounded to 8 bits first (exact for decoded JPEG/PNG pixels); the output is a
+    multiple of 1/255, so encoding it to 8 bits again is exact. ``lut=None`` is the identity.
+    """
+    u8 = _to_u8(image)
+    out = u8 if lut is None else apply_lut_u8(u8, lut)
+    return np.divide(out, np.float32(255.0), dtype=np.float32)
+
+
+def render_lut8(
+    image: np.ndarray, params: Mapping[str, float], lut_size: int = DEFAULT_LUT_SIZE
+) -> np.ndarray:
+    """``render`` through a baked LUT applied in 8 bits (``apply_lut8``); all-zero params skip the bake."""
+    identity = all(float(v) == 0.0 for v in params.values())
+    return apply_lut8(image, None if identity else bake_lut(params, lut_size))
+
+
 # ==================================================================================================
 # Adobe .cube
 # ==================================================================================================

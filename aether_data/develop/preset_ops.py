@@ -41,7 +41,7 @@ from .color import (
     to_opponent,
 )
 from .engine_np import colour_stage, linear_stage, normalised_params, tone_curve
-from .lut import apply_lut, identity_lut
+from .lut import apply_lut, apply_lut8, identity_lut
 
 DEFAULT_PRESET_LUT_SIZE = 33
 
@@ -408,7 +408,8 @@ def render_preset(
 
     ``method="direct"`` evaluates the per-pixel part on every pixel; ``"lut"`` bakes it into a
     ``lut_size``³ LUT (or uses ``lut`` when given, e.g. a cached bake) and applies it with
-    ``interpolation``. The spatial part runs afterwards either way; ``seed`` drives the grain.
+    ``interpolation`` (``"tetrahedral"``, ``"trilinear"``, or ``"u8"``: input rounded to 8 bits,
+    Pillow's trilinear 3D LUT, output in multiples of 1/255; several times faster). The spatial part runs afterwards either way; ``seed`` drives the grain.
     Unsupported keys are not rendered: read them from ``settings.unsupported_keys``.
     """
     from .local_ops import apply_local
@@ -420,11 +421,12 @@ def render_preset(
     elif method == "lut":
         if lut is None:
             lut = bake_preset_lut(s, lut_size) if has_pointwise(s) else None
-        out = (
-            np.clip(apply_lut(arr, lut, interpolation), 0.0, 1.0)
-            if lut is not None
-            else np.clip(arr, 0.0, 1.0)
-        )
+        if lut is None:
+            out = np.clip(arr, 0.0, 1.0)
+        elif interpolation == "u8":  # 8-bit trilinear (Pillow): the dataset build's fast path
+            out = apply_lut8(arr, lut)
+        else:
+            out = np.clip(apply_lut(arr, lut, interpolation), 0.0, 1.0)
     else:
         raise ValueError(f"unknown method {method!r}; use 'direct' or 'lut'")
     return apply_local(out, s, seed)

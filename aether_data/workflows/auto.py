@@ -1,42 +1,130 @@
-"""Auto workflow: inverse degradation of a good photo into a plausible unretouched input.
+"""Auto workflow: inverse degradation of a good photo into a plausible unretouched input (Sec. 3.2).
 
-The target is the (high-quality) source; the input is the source pushed in the degrading direction
-by random operators drawn from the operator statistics (the paper's supplementary branch), so
-the corrective parameters are known and ground the reasoning. The encoder/renderer branch over an
-expert pair DB (paper Sec. 3.2) plugs in here as a second degradation strategy.
+The target is always the (high-quality) source. The input comes from one of two branches, chosen
+per sample by its seed:
+
+- **encoder/renderer** (share ``1 − supplementary_fraction``): the source's histogram feature
+  retrieves its `knn_k` nearest expert *targets* from the expert DB; one is picked by the seed; its
+  inverse latent ``z_inv = E(target, input)`` is rendered onto the source with per-sample group
+  masks, ``input = R(source; masks · z_inv)`` (baked LUT, full resolution). Masks are drawn among
+  the latent groups that actually edit colours for this reference (a reference that edits nothing
+  is skipped for the next rank; if all k do, the sample falls back to the supplementary branch),
+  so input never equals target. The corrective params (input → target) are then estimated by
+  fitting the differentiable develop engine within the rendered groups
+  (``params_origin = "fitted"``); ``expert_ref`` records the pair id, distance, rank, k, masks,
+  per-group effect and the fit's PSNR before/after.
+- **supplementary**: random operators from the operator statistics in the degrading direction;
+  the corrective params are their negation (``params_origin = "known-operator"``), redrawn (≤ 4
+  times) when the negation would not restore the photo (clipping), see `degrade.negation_restores`.
+
+Either way the params ground the template annotator's problems and plans. An optional source
+filter (`min_source_score`, `scorer`) skips photos that are not good enough to be a target.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aether_data import params as P
 from aether_data.config import PipelineSpec
-from aether_data.develop import render
-from aether_data.sampling import PROTOCOLS, load_operator_stats, sample_params
+from aether_data.degrade import (
+    GROUP_ACTIVE_THRESHOLD,
+    ERDegrader,
+    corrective_params,
+    draw_group_masks,
+    random_operator_degradation,
+)
+from aether_data.sampling import load_operator_stats, protocol_for_masks
+from aether_data.sources import SourceError
 from aether_data.workflows.base import Pair, PlanRow
 
+__all__ = ["AutoWorkflow", "corrective_params", "preflight"]
 
-def corrective_params(degradation: dict[str, float]) -> dict[str, float]:
-    """First-order inverse of a degradation: every slider moved back by the same amount."""
-    return {name: -value + 0.0 for name, value in degradation.items()}
+
+def preflight(spec: PipelineSpec) -> None:
+    """Fail before any worker starts when the encoder/renderer branch cannot run (cheap file checks).
+
+    Raises FileNotFoundError / ExpertDBError with what to set. Nothing to check when every sample
+    uses random operators (`supplementary_fraction: 1.0`).
+    """
+    from aether_data.expert_db.db import BUNDLED_DB, DB_FORMAT
+    from model_core.er_io import DEFAULT_CHECKPOINT
+
+    cfg = spec.auto
+    if cfg.supplementary_fraction >= 1.0:
+        return
+    ckpt = Path(cfg.er_checkpoint) if cfg.er_checkpoint else DEFAULT_CHECKPOINT
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"{ckpt}: no encoder/renderer checkpoint; set auto.er_checkpoint, or "
+            "auto.supplementary_fraction: 1.0 for random operators only"
+        )
+    db = Path(cfg.expert_db) if cfg.expert_db else BUNDLED_DB
+    from aether_data.expert_db import ExpertDBError
+
+    meta = db / "meta.json"
+    if not meta.is_file() or DB_FORMAT not in meta.read_text(encoding="utf-8"):
+        raise ExpertDBError(f"{db}: not an expert DB; build one with `aether expert-db build … --out {db}`")
 
 
 class AutoWorkflow:
-    """input = engine(source, degrading operators), target = source."""
+    """input = degraded source (encoder/renderer or random operators), target = source."""
 
     name = "auto"
 
-    def __init__(self, spec: PipelineSpec) -> None:
-        if spec.auto.expert_db is not None:
-            raise NotImplementedError("auto.expert_db (encoder/renderer degradation) is not available yet")
+    def __init__(self, spec: PipelineSpec, degrader: ERDegrader | None = None, db: Any | None = None) -> None:
         self.spec = spec
-        self.stats = load_operator_stats(spec.auto.operator_stats)
+        cfg = spec.auto
+        self.stats = load_operator_stats(cfg.operator_stats)
+        self.scorer = None
+        if cfg.min_source_score is not None:
+            from aether_data.scoring import make_scorer
+
+            self.scorer = make_scorer(cfg.scorer, cfg.scorer_model, cfg.scorer_head, cfg.scorer_device)
+        self.degrader: ERDegrader | None = None
+        self.db = None
+        self.index = None
+        if cfg.supplementary_fraction < 1.0:
+            self._load_er(degrader, db)
+
+    def _load_er(self, degrader: ERDegrader | None, db: Any | None) -> None:
+        """Encoder/renderer, expert DB and retrieval index, once per worker."""
+        from aether_data.expert_db import ExpertDB, KnnIndex
+
+        cfg = self.spec.auto
+        if degrader is None:
+            try:
+                degrader = ERDegrader(cfg.er_checkpoint, lut_size=cfg.lut_size)
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(
+                    f"{exc}; the auto workflow's encoder/renderer branch needs weights: set "
+                    "auto.er_checkpoint, or auto.supplementary_fraction: 1.0 for random operators only"
+                ) from None
+        self.degrader = degrader
+        self.db = db if db is not None else ExpertDB(cfg.expert_db)
+        if self.db.fingerprint != degrader.fingerprint:
+            self.db.reencode(degrader)  # raises with what to do when the DB has no thumbnails
+        self.index = KnnIndex(self.db.features_target, cfg.distance)
 
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
-        protocol = PROTOCOLS[int(rng.integers(len(PROTOCOLS)))]
-        _, degradation = sample_params(rng, protocol, self.stats, degrade=True)
-        degraded = render(image, degradation)
+        cfg = self.spec.auto
+        if self.scorer is not None and cfg.min_source_score is not None:
+            score = float(self.scorer.score_batch([image])[0])
+            if score < cfg.min_source_score:
+                raise SourceError(
+                    "low-aesthetic-source",
+                    row.source_uri,
+                    f"{self.scorer.name} {score:.2f} < {cfg.min_source_score}",
+                )
+        if rng.random() < cfg.supplementary_fraction or self.degrader is None:
+            return self._supplementary(image, rng)
+        return self._inverse(image, rng)
+
+    def _supplementary(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        protocol, degradation, degraded = random_operator_degradation(rng, image, self.stats)
         fix = corrective_params(degradation)
         return Pair(
             input=degraded,
@@ -46,4 +134,59 @@ class AutoWorkflow:
             protocol=protocol,
             masks=P.masks(fix),
             extra={"degradation": P.normalised_dict(degradation, decimals=4)},
+        )
+
+    def retrieve(self, image: np.ndarray, rng: np.random.Generator) -> tuple[int, float, int, int] | None:
+        """(DB row, distance, rank, k) of the reference, or None when no candidate edits anything.
+
+        The rank is drawn by the seed among the k nearest targets; a candidate whose inverse edit
+        is a no-op for every latent group (see `ERDegrader.group_effects`) would give input ==
+        target, so the next rank (cyclically) is taken instead.
+        """
+        from aether_data.expert_db import histogram_features
+
+        assert self.index is not None and self.degrader is not None and self.db is not None
+        dist, rows = self.index.search(histogram_features(image), self.spec.auto.knn_k)
+        k = rows.shape[1]
+        start = int(rng.integers(k))
+        for step in range(k):
+            rank = (start + step) % k
+            row = int(rows[0, rank])
+            effects = self.degrader.group_effects(self.db.z_inv[row], key=row)
+            if max(effects) >= GROUP_ACTIVE_THRESHOLD:
+                return row, float(dist[0, rank]), rank, k
+        return None
+
+    def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        from aether_data.fit import fit_params
+
+        assert self.degrader is not None and self.db is not None
+        cfg = self.spec.auto
+        found = self.retrieve(image, rng)
+        if found is None:  # every nearby expert edit is a no-op under these weights
+            return self._supplementary(image, rng)
+        ref, distance, rank, k = found
+        effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
+        masks = draw_group_masks(rng, cfg.mask_keep_prob, [e >= GROUP_ACTIVE_THRESHOLD for e in effects])
+        degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, key=ref)
+        fit = fit_params(degraded, image, groups=masks, steps=cfg.fit_steps, pixels=cfg.fit_pixels)
+        fix_masks = P.masks(fit.params)
+        return Pair(
+            input=degraded,
+            target=image,
+            params=fit.params,
+            params_origin="fitted",
+            protocol=protocol_for_masks(fix_masks),
+            masks=fix_masks,
+            expert_ref={
+                "id": self.db.ids[ref],
+                "distance": round(distance, 6),
+                "rank": rank,
+                "k": k,
+                "distance_kind": cfg.distance,
+                "latent_masks": masks,
+                "group_effects": [round(e, 5) for e in effects],
+                "fit_psnr_before": round(float(fit.psnr_before), 3),
+                "fit_psnr_after": round(float(fit.psnr_after), 3),
+            },
         )

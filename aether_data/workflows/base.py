@@ -69,20 +69,33 @@ class Workflow(Protocol):
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair: ...
 
 
-def augment(image: np.ndarray, rng: np.random.Generator, spec: PipelineSpec) -> np.ndarray:
-    """Seeded random crop (area in `sources.crop_scale`, source aspect kept) and horizontal flip.
+def augment_box(
+    shape: tuple[int, ...], rng: np.random.Generator, spec: PipelineSpec
+) -> tuple[int, int, int, int, bool]:
+    """The seeded crop ``(y0, x0, height, width)`` and flip of :func:`augment`, without pixels.
 
-    Sources are reused across many samples; crops and flips make each use a distinct photo.
+    Lets the build crop a view and flip after resizing (no full-resolution copy); the random draws
+    are exactly those of :func:`augment`.
     """
     lo, hi = spec.sources.crop_scale
-    h, w = image.shape[:2]
+    h, w = shape[:2]
     area = float(rng.uniform(lo, hi))
     side = float(np.sqrt(area))
     ch, cw = max(8, round(h * side)), max(8, round(w * side))
     y0 = int(rng.integers(0, h - ch + 1))
     x0 = int(rng.integers(0, w - cw + 1))
+    flip = bool(spec.sources.flip and rng.random() < 0.5)
+    return y0, x0, ch, cw, flip
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, spec: PipelineSpec) -> np.ndarray:
+    """Seeded random crop (area in `sources.crop_scale`, source aspect kept) and horizontal flip.
+
+    Sources are reused across many samples; crops and flips make each use a distinct photo.
+    """
+    y0, x0, ch, cw, flip = augment_box(image.shape, rng, spec)
     out = image[y0 : y0 + ch, x0 : x0 + cw]
-    if spec.sources.flip and rng.random() < 0.5:
+    if flip:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
 

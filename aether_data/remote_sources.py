@@ -1,0 +1,230 @@
+"""Sources at scale: source lists from parquet/CSV/TSV anywhere, and images over http(s).
+
+Why: a million-pair build starts from a list, not a folder: a parquet/CSV/TSV of local paths, object
+store URIs or http(s) URLs, such as the Unsplash Lite dataset's ``photos.tsv000`` (column
+``photo_image_url``). Lists may themselves live on http(s) or an object store. Downloads are
+bounded (timeout, size cap) and retried with exponential backoff on transient failures (timeouts,
+connection errors, HTTP 408/425/429/5xx); a URL that still fails becomes a counted skip reason
+(``http-404``, ``timeout``, ``unreachable``, ...) in the manifest, never a failed build.
+
+Settings (environment, read on each worker): ``AETHER_HTTP_TIMEOUT`` (seconds per attempt,
+default 30), ``AETHER_HTTP_RETRIES`` (extra attempts, default 3), ``AETHER_HTTP_BACKOFF`` (first
+backoff in seconds, doubling, default 0.5), ``AETHER_HTTP_MAX_BYTES`` (default 256 MiB).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import urljoin, urlsplit
+
+from aether_data import storage
+from aether_data.sources import PATH_COLUMNS, SourceError
+
+__all__ = [
+    "LIST_COLUMNS",
+    "FetchSettings",
+    "fetch",
+    "is_http",
+    "is_list_name",
+    "parse_list",
+    "read_list",
+    "read_source_bytes",
+]
+
+#: columns holding the image location, in order of preference (Unsplash Lite's first).
+LIST_COLUMNS: tuple[str, ...] = ("photo_image_url", *PATH_COLUMNS)
+_LIST_NAME_RE = re.compile(r"\.(txt|csv|tsv|parquet)(\d{3})?$", re.IGNORECASE)
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+USER_AGENT = "aether-data (+https://github.com/; dataset builder)"
+
+
+def is_http(uri: str) -> bool:
+    """True for http:// and https:// URLs."""
+    return uri[:8].lower().startswith(("http://", "https://"))
+
+
+def is_list_name(name: str) -> bool:
+    """``.txt/.csv/.tsv/.parquet`` and split files such as Unsplash Lite's ``photos.tsv000``."""
+    return bool(_LIST_NAME_RE.search(name))
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Timeout, retries and size cap for one download (defaults from the environment)."""
+
+    timeout_s: float = field(default_factory=lambda: float(os.environ.get("AETHER_HTTP_TIMEOUT", "30")))
+    retries: int = field(default_factory=lambda: int(os.environ.get("AETHER_HTTP_RETRIES", "3")))
+    backoff_s: float = field(default_factory=lambda: float(os.environ.get("AETHER_HTTP_BACKOFF", "0.5")))
+    max_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("AETHER_HTTP_MAX_BYTES", str(256 << 20)))
+    )
+
+
+def _read_capped(resp: object, url: str, max_bytes: int) -> bytes:
+    length = getattr(resp, "headers", {}).get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise SourceError("too-large", url, f"{length} bytes > {max_bytes}")
+    data = resp.read(max_bytes + 1)  # type: ignore[attr-defined]
+    if len(data) > max_bytes:
+        raise SourceError("too-large", url, f"more than {max_bytes} bytes")
+    return data
+
+
+def fetch(url: str, settings: FetchSettings | None = None) -> bytes:
+    """Download ``url`` to bytes: timeout per attempt, retries with exponential backoff.
+
+    Raises SourceError with reason ``http-{status}`` (non-retryable status, or retryable one that
+    persisted), ``timeout``, ``unreachable`` (DNS, refused, reset) or ``too-large``.
+    """
+    s = settings or FetchSettings()
+    last: SourceError | None = None
+    for attempt in range(s.retries + 1):
+        if attempt:
+            time.sleep(s.backoff_s * (2 ** (attempt - 1)))
+        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        try:
+            with urllib.request.urlopen(req, timeout=s.timeout_s) as resp:
+                return _read_capped(resp, url, s.max_bytes)
+        except urllib.error.HTTPError as exc:
+            last = SourceError(f"http-{exc.code}", url, str(exc.reason))
+            if exc.code not in _RETRY_STATUS:
+                raise last from None
+        except TimeoutError as exc:
+            last = SourceError("timeout", url, f"no answer within {s.timeout_s}s ({exc})")
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                last = SourceError("timeout", url, f"no answer within {s.timeout_s}s")
+            else:
+                last = SourceError("unreachable", url, str(exc.reason))
+        except (ConnectionError, OSError) as exc:  # reset mid-body, incomplete read, ...
+            last = SourceError("unreachable", url, str(exc))
+    assert last is not None
+    raise last
+
+
+def read_source_bytes(uri: str, settings: FetchSettings | None = None) -> bytes:
+    """The raw bytes of one source: local path, http(s) URL or object-store URI.
+
+    Errors are SourceErrors with a reason, so the caller counts them as skipped inputs.
+    """
+    if is_http(uri):
+        return fetch(uri, settings)
+    try:
+        return storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise SourceError("not-found", uri) from None
+    except IsADirectoryError:
+        raise SourceError("decode-error", uri, "is a directory") from None
+    except PermissionError as exc:
+        raise SourceError("unreadable", uri, str(exc)) from None
+    except OSError as exc:
+        reason = (
+            "not-found"
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower()
+            else "unreachable"
+        )
+        raise SourceError(reason, uri, str(exc)) from None
+
+
+def _pick_column(header: Sequence[str]) -> int | None:
+    lowered = [h.strip().lower() for h in header]
+    return next((lowered.index(c) for c in LIST_COLUMNS if c in lowered), None)
+
+
+def parse_list(data: bytes, name: str) -> list[str]:
+    """Entries of a source list given its bytes; the format comes from ``name``'s suffix.
+
+    ``.txt``: one entry per line, ``#`` comments. ``.csv`` / ``.tsv`` / ``.tsvNNN`` / ``.parquet``:
+    the first column named one of :data:`LIST_COLUMNS` (``photo_image_url`` first, then ``path``,
+    ``uri``, ``url``, ...), else the first column (CSV/TSV without a known header: every row).
+    """
+    m = _LIST_NAME_RE.search(name)
+    if not m:
+        raise ValueError(f"{name}: not a source list (.txt, .csv, .tsv, .tsvNNN, .parquet)")
+    kind = m.group(1).lower()
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        idx = _pick_column(table.column_names)
+        col = table.column(idx if idx is not None else 0)
+        return [str(v) for v in col.to_pylist() if v]
+    text = data.decode("utf-8-sig")
+    if kind == "txt":
+        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    delimiter = "\t" if kind == "tsv" else ","
+    # Unsplash's TSVs are not quoted; a stray quote must not swallow the following rows
+    quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
+    rows = [
+        r for r in csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting) if r and r[0].strip()
+    ]
+    if not rows:
+        return []
+    idx = _pick_column(rows[0])
+    if idx is None:
+        return [r[0].strip() for r in rows]
+    return [r[idx].strip() for r in rows[1:] if len(r) > idx and r[idx].strip()]
+
+
+def _resolve(entry: str, base: str) -> str:
+    """Relative entries are resolved against the list's own location (folder, URL or prefix)."""
+    if "://" in entry or entry.startswith("/"):
+        return entry
+    if is_http(base):
+        return urljoin(base, entry)
+    if storage.is_uri(base):
+        return str(storage.as_path(base).parent / entry)
+    return str(PurePosixPath(base).parent / entry) if "/" in base else entry
+
+
+def read_list(location: str, settings: FetchSettings | None = None) -> list[str]:
+    """Read a source list from a local path, an http(s) URL or an object-store URI.
+
+    Raises SourceError (``not-found``, ``http-404``, ...) when the list itself cannot be read:
+    unlike a bad image, a missing list is fatal to the build and reported as such by the caller.
+    """
+    name = urlsplit(location).path if is_http(location) else location
+    return [_resolve(e, location) for e in parse_list(read_source_bytes(location, settings), name)]
+
+
+def list_remote(uri: str, settings: FetchSettings | None = None) -> list[str]:
+    """Expand a URI ``--sources`` argument: a list file, an object-store prefix, or one image URL.
+
+    A prefix (``s3://bucket/photos``) is listed recursively for image extensions, sorted, hidden
+    names skipped, like a local folder.
+    """
+    from aether_data.sources import IMAGE_EXTENSIONS
+
+    name = urlsplit(uri).path if is_http(uri) else uri
+    if is_list_name(name):
+        return read_list(uri, settings)
+    if is_http(uri):
+        return [uri]
+    root = storage.as_path(uri)
+    assert isinstance(root, storage.RemotePath)
+    if root.is_file():
+        return [uri]
+    import pyarrow.fs as pafs
+
+    sel = pafs.FileSelector(root.fs_path, allow_not_found=True, recursive=True)
+    found = []
+    for info in root.fs.get_file_info(sel):
+        rel = PurePosixPath(info.path).relative_to(root.fs_path)
+        if (
+            info.type == pafs.FileType.File
+            and rel.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in rel.parts)
+        ):
+            found.append(str(root / rel.as_posix()))
+    if not found and not root.exists():
+        raise SourceError("not-found", uri)
+    return sorted(found)

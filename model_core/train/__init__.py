@@ -1,0 +1,1 @@
+"""Trainers: er (encoder/renderer), align, rsft, dapo."""

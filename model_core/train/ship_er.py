@@ -1,0 +1,137 @@
+"""Train, evaluate and ship the CPU encoder/renderer checkpoint with its model card.
+
+    PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu          # full run
+    PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu --resume # continue it
+    PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu --eval-only
+
+Writes ``model_core/checkpoints/er-cpu.safetensors`` (weights + config + facts in the metadata)
+and ``model_core/checkpoints/MODEL_CARD.md`` (config, data, steps, wall time, held-out metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model_core.er_config import ERConfig, get_config
+from model_core.er_data import default_photos, split_photos
+from model_core.er_io import DEFAULT_CHECKPOINT, load_er_checkpoint, read_safetensors, save_er_weights
+from model_core.eval_er import acceptance, evaluate_er, format_table
+from model_core.train.er import FINAL, train_er
+
+EVAL_SEED = 20_260_719
+EVAL_N_PARAMS = 8
+
+
+def write_model_card(
+    path: Path, config: ERConfig, facts: dict[str, Any], result: dict[str, Any], passed: dict[str, bool]
+) -> None:
+    """Markdown model card: what was trained on what, for how long, and how well it does."""
+    train_imgs, _ = split_photos(default_photos())
+    cfg = json.dumps(asdict(config), indent=2, sort_keys=True)
+    lines = [
+        "# Retouch Encoder / Renderer — CPU checkpoint (`er-cpu.safetensors`)",
+        "",
+        "Encoder E (ResNet-18 topology + CBAM, 6-channel before‖after input) and renderer R (per-pixel",
+        "conditional MLP) of VeraRetouch (paper Sec. 3.1), at a size that trains on a laptop-class CPU.",
+        "Load with `model_core.load_er_checkpoint()`; reference retouching with",
+        "`model_core.reference_retouch(input, before, after)`.",
+        "",
+        "## Training",
+        "",
+        f"- steps: {facts['step']} (batch {config.batch_size}), seed {facts['seed']}",
+        f"- wall time: {facts['wall_time_s'] / 60:.1f} min on {facts['machine']} "
+        f"({facts['threads']} torch thread(s), machine shared with other jobs)",
+        "- teacher: `aether_data.develop.render_torch` (the develop engine); parameters from"
+        " `aether_data.sampling.sample_params` (7 protocols, Gaussian operator statistics"
+        " `presets/operator_stats.yaml`)",
+        f"- data: bundled photos, training split: {', '.join(p.name for p in train_imgs)}"
+        " (random crops, flips, RGB-permutation / saturation / gamma augmentation)",
+        "- loss: L1 on R's render of a second photo + "
+        f"{config.aux_param_weight} × L1 parameter probe per latent block; random group masks"
+        f" (keep prob. {config.mask_keep_prob}); AdamW, warmup {config.warmup_steps}, cosine to"
+        f" {config.min_lr_frac} × {config.lr}",
+        "",
+        "## Held-out evaluation",
+        "",
+        f"Images never seen in training: {', '.join(result['images'])}; parameters drawn with seed"
+        f" {result['seed']} ({result['n_params']} draws per protocol / per intervention set), eval short edge"
+        f" {result['eval_size']} px, path `{result['path']}`.",
+        "",
+        format_table(result),
+        "",
+        "Acceptance (issue 5): "
+        + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in passed.items()),
+        "",
+        f"Gain over identity: {result['mean_psnr'] - result['identity_psnr']:.2f} dB.",
+        "",
+        "Reproduce: `PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu` (training),"
+        " `PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu --eval-only` (evaluation).",
+        "",
+        "## Config",
+        "",
+        "```json",
+        cfg,
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="cpu")
+    ap.add_argument("--out-dir", default="runs/er-cpu")
+    ap.add_argument("--steps", type=int, default=None, help="stop after this many steps (default: config)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--eval-only", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ship", default=str(DEFAULT_CHECKPOINT))
+    args = ap.parse_args()
+    out = Path(args.out_dir)
+    config = get_config(args.config).with_(num_threads=args.threads)
+    facts_path = out / "train_facts.json"
+    if not args.eval_only:
+        t0 = time.perf_counter()
+        res = train_er(config, out_dir=out, max_steps=args.steps, seed=args.seed, resume=args.resume)
+        prev = json.loads(facts_path.read_text()) if (args.resume and facts_path.exists()) else {}
+        facts = {
+            "step": res["step"],
+            "seed": args.seed,
+            "wall_time_s": prev.get("wall_time_s", 0.0) + (time.perf_counter() - t0),
+            "threads": args.threads,
+            "machine": f"{platform.machine()} CPU",
+        }
+        facts_path.write_text(json.dumps(facts, indent=2), encoding="utf-8")
+    facts = json.loads(facts_path.read_text())
+    encoder, renderer, cfg = load_er_checkpoint(out / FINAL)
+    torch.set_num_threads(max(1, args.threads))
+    result = evaluate_er(encoder, renderer, n_params=EVAL_N_PARAMS, seed=EVAL_SEED)
+    passed = acceptance(result)
+    print(format_table(result))
+    print(json.dumps(passed))
+    (out / "eval.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    ship = Path(args.ship)
+    save_er_weights(
+        ship,
+        encoder,
+        renderer,
+        cfg,
+        {"train": facts, "eval": {k: result[k] for k in ("mean_psnr", "identity_psnr", "interventions")}},
+    )
+    _, meta = read_safetensors(ship)
+    assert ERConfig.from_json(meta["config"]) == cfg
+    write_model_card(ship.parent / "MODEL_CARD.md", cfg, facts, result, passed)
+    print(f"shipped {ship} ({ship.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

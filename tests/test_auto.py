@@ -1,0 +1,312 @@
+"""The auto workflow: retrieval + inverse degradation with the encoder/renderer, fitted and known
+corrective params, the issue's acceptance metrics, and the default / `all` builds.
+
+Mechanics run on a tiny random encoder/renderer saved to a real checkpoint; the acceptance metrics
+(histogram moves toward the reference input, structure kept, ΔE ≥ 3) need trained weights and run
+on the shipped CPU checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from aether_data import params as P
+from aether_data.config import load_spec
+from aether_data.degrade import ERDegrader
+from aether_data.develop import render
+from aether_data.expert_db import ExpertDB, ExpertDBError, feature_distance, histogram_features, read_paired
+from aether_data.expert_db.db import build_expert_db
+from aether_data.expert_db.index import brute_force
+from aether_data.fit import fit_params
+from aether_data.scoring import HeuristicScorer
+from aether_data.sources import bundled_photos, encode_png, load_image
+from aether_data.workflows.auto import AutoWorkflow, preflight
+from aether_data.workflows.base import PlanRow
+from model_core.er_io import DEFAULT_CHECKPOINT
+from tests.conftest import run_cli
+from tests.test_expert_db import EDITS, make_paired_folder, tiny_er_checkpoint
+
+ROW = PlanRow(0, "auto_000000000", "auto", "auto-000000", 1, 0, "x.jpg")
+needs_shipped_er = pytest.mark.skipif(
+    not DEFAULT_CHECKPOINT.is_file(), reason=f"needs the shipped encoder/renderer ({DEFAULT_CHECKPOINT})"
+)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def sources(
+    n: int, size: int = 128, which: tuple[int, ...] = (0, 1, 2, 3, 4, 5), seed: int = 11
+) -> list[np.ndarray]:
+    """Seeded crops/flips of (some of) the bundled photos (the build's augmentation, without Ray)."""
+    rng = np.random.default_rng(seed)
+    photos = [load_image(bundled_photos()[i], 2 * size) for i in which]
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        s = float(np.sqrt(rng.uniform(0.5, 1.0)))
+        ch, cw = round(h * s), round(w * s)
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = cv2.resize(
+            img[y : y + ch, x : x + cw], (round(size * cw / ch), size), interpolation=cv2.INTER_AREA
+        )
+        out.append(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop))
+    return out
+
+
+def make_acceptance_pairs(root: Path, size: int = 128) -> Path:
+    """The issue's paired folder: input/ = crops of the bundled photos, target/ = known engine edits."""
+    (root / "input").mkdir(parents=True)
+    (root / "target").mkdir(parents=True)
+    for c, img in enumerate(sources(12, size, seed=5)):
+        for e, edit in enumerate(EDITS):
+            (root / "input" / f"c{c:02d}e{e}.png").write_bytes(encode_png(img))
+            (root / "target" / f"c{c:02d}e{e}.png").write_bytes(encode_png(render(img, edit)))
+    return root
+
+
+def retouched_sources(n: int, size: int = 128) -> list[np.ndarray]:
+    """High-quality stand-ins: *other* crops of the photos, each under one of the expert edits, so
+    a source resembles expert targets (the premise of retrieval) and is never a reference input."""
+    return [
+        render(img, EDITS[(3 * i + i // 6) % len(EDITS)]) for i, img in enumerate(sources(n, size, seed=11))
+    ]
+
+
+def _build_db(pairs: Path, out: Path, ckpt: Path | None, thumbs: int = 32) -> ExpertDB:
+    listing, _ = read_paired(pairs)
+    deg = ERDegrader(str(ckpt) if ckpt else None)
+    build_expert_db(listing, out, scorer=HeuristicScorer(), degrader=deg, delta=-100, short_edge=128,
+                    thumb_size=thumbs, roots=[pairs])  # fmt: skip
+    return ExpertDB(out)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("auto")
+    pairs = make_paired_folder(d / "pairs")
+    ckpt = tiny_er_checkpoint(d / "er.safetensors")
+    _build_db(pairs, d / "db", ckpt)
+    return {"pairs": pairs, "ckpt": ckpt, "db": d / "db", "dir": d}
+
+
+def _spec(tiny: dict[str, Path], **auto: object):
+    base = {"expert_db": str(tiny["db"]), "er_checkpoint": str(tiny["ckpt"]), "fit_steps": 10}
+    return load_spec(workflow="auto", overrides={"auto": {**base, **auto}})
+
+
+def test_er_branch_records_the_retrieved_reference_and_is_deterministic(tiny: dict[str, Path]) -> None:
+    wf = AutoWorkflow(_spec(tiny, supplementary_fraction=0.0, knn_k=3))
+    db = wf.db
+    for i, img in enumerate(sources(4)):
+        pair = wf.synthesize(ROW, img, np.random.default_rng(i))
+        again = wf.synthesize(ROW, img, np.random.default_rng(i))
+        assert np.array_equal(pair.input, again.input) and pair.expert_ref == again.expert_ref
+        assert pair.target is img and pair.input.shape == img.shape and pair.input.dtype == np.float32
+        assert np.array_equal(
+            np.rint(pair.input * 255) / 255, pair.input.astype(np.float64).astype(np.float32)
+        )
+        ref = pair.expert_ref
+        assert pair.params_origin == "fitted" and set(ref) >= {"id", "distance", "rank", "k"}
+        row = db.ids.index(ref["id"])
+        assert row in brute_force(db.features_target, histogram_features(img), "hellinger", 3)
+        assert ref["rank"] < ref["k"] == 3
+        assert ref["distance"] == pytest.approx(
+            feature_distance(histogram_features(img), db.features_target[row], "hellinger"), abs=1e-5
+        )
+        assert sum(ref["latent_masks"]) >= 1
+        assert pair.masks == P.masks(pair.params or {})
+        for g, on in zip(P.GROUPS, ref["latent_masks"]):  # fitted only within the rendered groups
+            if not on:
+                assert not any(n in (pair.params or {}) for n in P.GROUP_PARAMS[g])
+
+
+def test_branch_fraction_and_supplementary_known_params(tiny: dict[str, Path]) -> None:
+    wf = AutoWorkflow(_spec(tiny, supplementary_fraction=0.3, fit_steps=0))
+    imgs = sources(60, 96)
+    origins = []
+    improved = total = 0
+    for i, img in enumerate(imgs):
+        pair = wf.synthesize(ROW, img, np.random.default_rng(1000 + i))
+        origins.append(pair.params_origin)
+        if pair.params_origin == "known-operator":
+            total += 1
+            assert pair.expert_ref is None and pair.params
+            improved += _psnr(render(pair.input, pair.params), img) > _psnr(pair.input, img)
+    share = origins.count("known-operator") / len(origins)
+    assert 0.15 <= share <= 0.45, share
+    assert improved / total >= 0.9, (improved, total)
+    only_ops = AutoWorkflow(load_spec(workflow="auto", overrides={"auto": {"supplementary_fraction": 1.0}}))
+    assert only_ops.degrader is None  # no encoder/renderer or DB loaded when they are not used
+
+
+def test_fit_recovers_engine_edits() -> None:
+    gains = []
+    for i, img in enumerate(sources(6, 96)):
+        edit = [{"Exposure2012": -0.8, "Contrast2012": -30.0}, {"IncrementalTemperature": 40.0, "Saturation": -30.0},
+                {"Shadows2012": -50.0, "HueAdjustmentBlue": 30.0}][i % 3]  # fmt: skip
+        degraded = render(img, edit)
+        fit = fit_params(degraded, img, steps=40)
+        full = _psnr(render(degraded, fit.params), img)
+        gains.append(full - _psnr(degraded, img))
+        assert fit.improved and fit.psnr_after > fit.psnr_before + 3
+    assert min(gains) > 3, gains
+    light_only = fit_params(
+        render(sources(1)[0], {"IncrementalTemperature": 50.0}), sources(1)[0], groups=(1, 0, 0)
+    )
+    assert all(P.SPECS[n].group == "light" for n in light_only.params)
+
+
+def test_db_from_other_weights_is_reencoded_or_refused(tiny: dict[str, Path]) -> None:
+    other = tiny_er_checkpoint(tiny["dir"] / "other.safetensors", seed=1)
+    wf = AutoWorkflow(_spec(tiny, supplementary_fraction=0.0, er_checkpoint=str(other)))
+    assert wf.db.fingerprint == wf.degrader.fingerprint
+    assert not np.allclose(wf.db.z_inv, ExpertDB(tiny["db"]).z_inv)
+    no_thumbs = _build_db(tiny["pairs"], tiny["dir"] / "db-nothumbs", tiny["ckpt"], thumbs=0)
+    with pytest.raises(ExpertDBError, match="rebuild it"):
+        AutoWorkflow(
+            _spec(tiny, supplementary_fraction=0.0, expert_db=str(no_thumbs.path), er_checkpoint=str(other))
+        )
+    missing = _spec(tiny, supplementary_fraction=0.5, er_checkpoint=str(tiny["dir"] / "nope.safetensors"))
+    with pytest.raises(FileNotFoundError, match="supplementary_fraction"):
+        AutoWorkflow(missing)
+    with pytest.raises(FileNotFoundError, match="supplementary_fraction"):
+        preflight(missing)
+    with pytest.raises(ExpertDBError, match="not an expert DB"):
+        preflight(_spec(tiny, expert_db=str(tiny["dir"])))
+    preflight(_spec(tiny))
+    preflight(
+        load_spec(workflow="auto", overrides={"auto": {"supplementary_fraction": 1.0, "er_checkpoint": "/x"}})
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# acceptance metrics on trained weights
+
+
+def _gradient_corr(a: np.ndarray, b: np.ndarray) -> float:
+    def mag(x: np.ndarray) -> np.ndarray:
+        y = cv2.cvtColor(x.astype(np.float32), cv2.COLOR_RGB2GRAY)
+        return np.hypot(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1)).ravel()
+
+    return float(np.corrcoef(mag(a), mag(b))[0, 1])
+
+
+def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    la = cv2.cvtColor(a.astype(np.float32), cv2.COLOR_RGB2Lab)
+    lb = cv2.cvtColor(b.astype(np.float32), cv2.COLOR_RGB2Lab)
+    return float(np.sqrt(((la - lb) ** 2).sum(axis=2)).mean())
+
+
+@needs_shipped_er
+def test_acceptance_inverse_degradation_with_the_shipped_encoder_renderer(tmp_path: Path) -> None:
+    db = _build_db(make_acceptance_pairs(tmp_path / "pairs"), tmp_path / "db", None)
+    spec = load_spec(
+        workflow="auto", overrides={"auto": {"supplementary_fraction": 0.0, "expert_db": str(db.path)}}
+    )
+    wf = AutoWorkflow(spec)
+    moved, corr, de, fit_gain = [], [], [], []
+    for i, img in enumerate(retouched_sources(20)):
+        pair = wf.synthesize(ROW, img, np.random.default_rng(i))
+        if pair.expert_ref is None:  # no nearby expert edit does anything: random operators instead
+            continue
+        ref = wf.db.ids.index(pair.expert_ref["id"])
+        ref_in = wf.db.features_input[ref]
+        d0 = feature_distance(histogram_features(img), ref_in, "hellinger")
+        d1 = feature_distance(histogram_features(pair.input), ref_in, "hellinger")
+        moved.append(d1 < d0)
+        corr.append(_gradient_corr(pair.input, img))
+        de.append(_delta_e(pair.input, img))
+        if pair.params:
+            fit_gain.append(_psnr(render(pair.input, pair.params), img) - _psnr(pair.input, img))
+    print(
+        f"ER samples {len(moved)}/20: moved {np.mean(moved):.2f}, gradient corr min {min(corr):.3f}, "
+        f"mean dE {np.mean(de):.2f}, fitted {len(fit_gain)}, mean fit gain {np.mean(fit_gain):.2f} dB"
+    )
+    assert len(moved) >= 14
+    assert np.mean(moved) >= 0.8
+    assert min(corr) >= 0.9
+    assert np.mean(de) >= 3.0
+    assert len(fit_gain) >= 0.9 * len(moved) and np.mean(np.array(fit_gain) > 0) >= 0.9
+
+
+# ----------------------------------------------------------------------------------------------
+# builds
+
+
+def _records(out: Path) -> list[dict]:
+    recs = []
+    for tar in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(tar) as tf:
+            for m in tf.getmembers():
+                if m.name.endswith(".json"):
+                    recs.append(json.loads(tf.extractfile(m).read()))
+    return recs
+
+
+def _images(out: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    shard = out / "shards" / f"{key.rsplit('_', 1)[0]}-000000.tar"
+    with tarfile.open(shard) as tf:
+        a, b = (tf.extractfile(f"{key}.{s}.jpg").read() for s in ("input", "target"))
+    return tuple(np.asarray(Image.open(io.BytesIO(x)).convert("RGB"), np.float32) / 255 for x in (a, b))  # type: ignore[return-value]
+
+
+@needs_shipped_er
+def test_default_auto_build_uses_the_bundled_db_and_passes_audit(ray_session, tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    code, text = run_cli("build", "--workflow", "auto", "--num-samples", "16", "--image-size", "128",
+                         "--out", str(out), "--quiet")  # fmt: skip
+    assert code == 0, text
+    assert run_cli("audit", str(out))[0] == 0
+    recs = _records(out)
+    assert len(recs) == 16
+    fitted = [r for r in recs if r["params_origin"] == "fitted"]
+    assert fitted and any(r["params_origin"] == "known-operator" for r in recs)
+    bundled = set(ExpertDB().ids)
+    for r in fitted:
+        assert r["expert_ref"]["id"] in bundled and r["expert_ref"]["rank"] < r["expert_ref"]["k"]
+    for r in recs:
+        if r["params"] and any(abs(v) > 1e-4 for v in r["params"].values()):
+            inp, tgt = _images(out, r["key"])
+            sliders = {n: P.denormalise(n, v) for n, v in r["params"].items()}
+            assert _psnr(render(inp, sliders), tgt) > _psnr(inp, tgt) - 0.5, r["key"]
+
+
+def test_all_workflows_build_with_per_workflow_counts(ray_session, tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    spec = tmp_path / "all.yaml"
+    # the default auto spec when the shipped encoder/renderer is there, else random operators only
+    auto = "{}" if DEFAULT_CHECKPOINT.is_file() else "{supplementary_fraction: 1.0}"
+    spec.write_text(f"workflow: all\nauto: {auto}\n")
+    code, text = run_cli("build", "--config", str(spec), "--num-samples", "12", "--samples-per-shard", "4",
+                         "--image-size", "64", "--out", str(out), "--quiet")  # fmt: skip
+    assert code == 0, text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["per_workflow"] == {"auto": 4, "param": 4, "style": 4}
+    assert run_cli("audit", str(out))[0] == 0
+
+
+@pytest.mark.slow
+@needs_shipped_er
+def test_no_argument_auto_build_under_two_minutes(ray_session, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    code, text = run_cli("build", "--workflow", "auto", "--quiet")
+    seconds = time.perf_counter() - t0
+    assert code == 0, text
+    assert run_cli("audit", "aether-out")[0] == 0
+    print(f"default auto build: {seconds:.1f} s")
+    assert seconds < 120
