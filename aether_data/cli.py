@@ -26,11 +26,73 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
+model_app = typer.Typer(help="The Retouch Encoder / Renderer: train and evaluate.", no_args_is_help=True)
+
+
+@model_app.command("train-er")
+def train_er_command(
+    config: Annotated[str, typer.Option("--config", help="cpu (small) | paper")] = "cpu",
+    images: Annotated[
+        Path | None, typer.Option("--images", help="folder of training photos (default: bundled)")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/er"),
+    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.safetensors")] = False,
+) -> None:
+    """Train E and R with the develop engine as the teacher (resumable, safetensors)."""
+    from model_core.er_data import list_images
+    from model_core.train.er import train_er
+
+    paths = list_images(images) if images else None
+    result = train_er(
+        config, paths, out_dir, max_steps=max_steps, seed=seed, resume=resume, log=lambda m: err.print(str(m))
+    )
+    err.print(
+        f"[green]done[/green]: step {result['step']} in {result['wall_time_s']:.0f}s → {result['checkpoint']}"
+    )
+
+
+@model_app.command("eval-er")
+def eval_er_command(
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="safetensors or official .pth (default: shipped)")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="held-out photos (default: bundled split)")
+    ] = None,
+    n_params: Annotated[int, typer.Option("--n-params", help="parameter draws per protocol")] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 20_260_719,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """PSNR/SSIM per protocol and per masked-latent intervention on held-out images and params."""
+    from model_core.er_data import list_images
+    from model_core.er_io import load_er_checkpoint
+    from model_core.eval_er import evaluate_er, format_table
+
+    try:
+        encoder, renderer, _ = load_er_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    result = evaluate_er(
+        encoder, renderer, list_images(images) if images else None, n_params=n_params, seed=seed
+    )
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(format_table(result))
+
+
 def _mount_subcommands() -> None:
     """Sub-apps live beside the code they drive."""
+    from aether_data.expert_db.cli import expert_db_app, stats_app
     from aether_data.presets.cli import presets_app
 
     app.add_typer(presets_app, name="presets", help="The preset library: list, show, import, apply, export.")
+    app.add_typer(expert_db_app, name="expert-db", help="Expert pair DB for the auto workflow.")
+    app.add_typer(stats_app, name="stats", help="Statistics files the samplers use.")
+    app.add_typer(model_app, name="model")
 
 
 def _version(value: bool) -> None:

@@ -259,7 +259,7 @@ def tone_curve(
     return parametric_curve(x, values, splits, xp, dx)
 
 
-_TONE_KEYS = (
+TONE_KEYS = (
     "Contrast2012",
     "Highlights2012",
     "Shadows2012",
@@ -282,7 +282,7 @@ def tone_apply(
 
 def tone_active(p: Params, xp: Any = NUMPY) -> bool:
     """Whether any tone slider is set (always True in torch)."""
-    return not xp.is_zero(*(p[k] for k in _TONE_KEYS))
+    return not xp.is_zero(*(p[k] for k in TONE_KEYS))
 
 
 def tone_stage(r: Array, g: Array, b: Array, p: Params, xp: Any = NUMPY) -> tuple[Array, Array, Array]:

@@ -40,7 +40,7 @@ from .color import (
     srgb_to_linear,
     to_opponent,
 )
-from .engine_np import colour_stage, linear_stage, normalised_params, tone_curve
+from .engine_np import TONE_KEYS, colour_stage, linear_stage, normalised_params, tone_curve
 from .lut import apply_lut, apply_lut8, identity_lut
 
 DEFAULT_PRESET_LUT_SIZE = 33
@@ -184,24 +184,11 @@ def parametric_splits(s: PresetSettings) -> tuple[float, float, float]:
     return s1, s2, s3
 
 
-_TONE_KEYS = (
-    "Contrast2012",
-    "Highlights2012",
-    "Shadows2012",
-    "Whites2012",
-    "Blacks2012",
-    "ParametricShadows",
-    "ParametricDarks",
-    "ParametricLights",
-    "ParametricHighlights",
-)
-
-
 def tone_stage_with_splits(
     r: np.ndarray, g: np.ndarray, b: np.ndarray, p: Mapping[str, Any], splits: tuple[float, float, float]
 ) -> Channels:
     """The core engine's tone stage (luma curve, chroma × slope^0.5) with custom parametric splits."""
-    if all(float(p[k]) == 0.0 for k in _TONE_KEYS):
+    if all(float(p[k]) == 0.0 for k in TONE_KEYS):
         return r, g, b
     t = luminance(r, g, b)
     curve, slope = tone_curve(t, p, NUMPY, splits)

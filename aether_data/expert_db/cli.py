@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 expert_db_app = typer.Typer(
@@ -107,11 +108,14 @@ def build(
     except (OSError, ValueError) as exc:
         _fail(str(exc), 2)
     t0 = time.perf_counter()
-    report = build_expert_db(
-        listing, out, scorer=sc, degrader=degrader, delta=delta, short_edge=short_edge,
-        batch_size=batch_size, thumb_size=thumbs, workers=workers, roots=roots, unmatched=unmatched,
-        sources=sources,
-    )  # fmt: skip
+    with Progress(TextColumn("pairs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_err, transient=True) as bar:  # fmt: skip
+        task = bar.add_task("pairs", total=len(listing))
+        report = build_expert_db(
+            listing, out, scorer=sc, degrader=degrader, delta=delta, short_edge=short_edge,
+            batch_size=batch_size, thumb_size=thumbs, workers=workers, roots=roots, unmatched=unmatched,
+            sources=sources, progress=lambda done, _total: bar.update(task, completed=done),
+        )  # fmt: skip
     _print_counts(report.as_dict(), out, time.perf_counter() - t0)
     if report.kept == 0:
         _fail(f"every pair was dropped; lower --delta (now {delta}) or check the data")
