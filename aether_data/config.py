@@ -117,7 +117,7 @@ class AutoSpec(_Strict):
     er_checkpoint: str | None = Field(
         None, description="encoder/renderer weights (default: model_core/checkpoints/er-cpu.safetensors)"
     )
-    knn_k: int = Field(3, ge=1, le=1000, description="nearest expert targets the reference is drawn from")
+    knn_k: int = Field(2, ge=1, le=1000, description="nearest expert targets the reference is drawn from")
     distance: Literal["hellinger", "l2"] = Field("hellinger", description="histogram feature distance")
     mask_keep_prob: float = Field(
         0.75, gt=0.0, le=1.0, description="probability of keeping each latent group (>= 1 group kept)"

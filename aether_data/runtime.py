@@ -844,6 +844,13 @@ def run_build(
             (out / sub).mkdir(parents=True, exist_ok=True)
         if not os.access(out, os.W_OK):
             raise BuildError(f"output directory {out} is not writable")
+    if "auto" in spec.workflows():  # missing weights or DB: fail before any work, not in every actor
+        from aether_data.workflows.auto import preflight
+
+        try:
+            preflight(spec)
+        except (OSError, ValueError) as exc:  # ExpertDBError is a ValueError
+            raise BuildError(str(exc)) from None
     sources = resolve_sources(spec)
     planned = write_plan(out, spec, sources)
     _clean_temp_files(out)

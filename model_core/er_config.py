@@ -66,6 +66,10 @@ class ERConfig:
     grad_clip: float = 1.0
     mask_keep_prob: float = 0.75
     """Each latent block is kept with this probability; a dropped block zeroes that group's params in R's target."""
+    loss_kind: str = "l1"
+    """"l1" (the paper) or "log_mse": mean over samples of log(MSE_i + 1e-5), i.e. minus the mean
+    per-sample PSNR up to constants. It weights each sample by 1/MSE_i, so near-identity edits
+    (most colour edits) are reproduced precisely instead of being drowned by large light edits."""
     chroma_loss_weight: float = 0.0
     """0 = plain L1 on RGB (the paper). >0 = L1 on an opponent transform of the error, luma term
     weight 1 and the two chroma terms this weight: colour errors then get their own gradient sign

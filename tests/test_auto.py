@@ -211,34 +211,40 @@ def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
 
 @needs_shipped_er
 def test_acceptance_inverse_degradation_with_the_shipped_encoder_renderer(tmp_path: Path) -> None:
+    """The issue's acceptance: the nearest pair as reference (k = 1), and the default spec (k = 2)."""
     db = _build_db(make_acceptance_pairs(tmp_path / "pairs"), tmp_path / "db", None)
-    spec = load_spec(
-        workflow="auto", overrides={"auto": {"supplementary_fraction": 0.0, "expert_db": str(db.path)}}
-    )
-    wf = AutoWorkflow(spec)
-    moved, corr, de, fit_gain = [], [], [], []
-    for i, img in enumerate(retouched_sources(20)):
-        pair = wf.synthesize(ROW, img, np.random.default_rng(i))
-        if pair.expert_ref is None:  # no nearby expert edit does anything: random operators instead
-            continue
-        ref = wf.db.ids.index(pair.expert_ref["id"])
-        ref_in = wf.db.features_input[ref]
-        d0 = feature_distance(histogram_features(img), ref_in, "hellinger")
-        d1 = feature_distance(histogram_features(pair.input), ref_in, "hellinger")
-        moved.append(d1 < d0)
-        corr.append(_gradient_corr(pair.input, img))
-        de.append(_delta_e(pair.input, img))
-        if pair.params:
-            fit_gain.append(_psnr(render(pair.input, pair.params), img) - _psnr(pair.input, img))
+    corr, de, fit_gain, n_er = [], [], [], 0
+    for k in (1, None):
+        auto = {"supplementary_fraction": 0.0, "expert_db": str(db.path)} | ({"knn_k": k} if k else {})
+        wf = AutoWorkflow(load_spec(workflow="auto", overrides={"auto": auto}))
+        moved = []
+        for i, img in enumerate(retouched_sources(12)):
+            pair = wf.synthesize(ROW, img, np.random.default_rng(i))
+            if pair.expert_ref is None:  # no nearby expert edit does anything: random operators instead
+                continue
+            ref = wf.db.ids.index(pair.expert_ref["id"])
+            if k == 1:  # the reference is the pair whose target histogram is nearest (brute force)
+                assert ref == brute_force(wf.db.features_target, histogram_features(img), "hellinger", 1)[0]
+            ref_in = wf.db.features_input[ref]
+            d0 = feature_distance(histogram_features(img), ref_in, "hellinger")
+            d1 = feature_distance(histogram_features(pair.input), ref_in, "hellinger")
+            moved.append(d1 < d0)
+            corr.append(_gradient_corr(pair.input, img))
+            de.append(_delta_e(pair.input, img))
+            if pair.params:
+                fit_gain.append(_psnr(render(pair.input, pair.params), img) - _psnr(pair.input, img))
+        print(
+            f"k={wf.spec.auto.knn_k}: ER samples {len(moved)}/12, histogram moved toward the reference input {np.mean(moved):.2f}"
+        )
+        assert len(moved) >= 6 and np.mean(moved) >= 0.8
+        n_er += len(moved)
     print(
-        f"ER samples {len(moved)}/20: moved {np.mean(moved):.2f}, gradient corr min {min(corr):.3f}, "
-        f"mean dE {np.mean(de):.2f}, fitted {len(fit_gain)}, mean fit gain {np.mean(fit_gain):.2f} dB"
+        f"gradient corr min {min(corr):.3f}, mean dE {np.mean(de):.2f}, fitted {len(fit_gain)}/{n_er}, "
+        f"PSNR gain > 0 in {np.mean(np.array(fit_gain) > 0):.2f}, mean {np.mean(fit_gain):.2f} dB"
     )
-    assert len(moved) >= 14
-    assert np.mean(moved) >= 0.8
     assert min(corr) >= 0.9
     assert np.mean(de) >= 3.0
-    assert len(fit_gain) >= 0.9 * len(moved) and np.mean(np.array(fit_gain) > 0) >= 0.9
+    assert len(fit_gain) >= 0.9 * n_er and np.mean(np.array(fit_gain) > 0) >= 0.9
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,12 +307,20 @@ def test_all_workflows_build_with_per_workflow_counts(ray_session, tmp_path: Pat
 
 @pytest.mark.slow
 @needs_shipped_er
-def test_no_argument_auto_build_under_two_minutes(ray_session, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_no_argument_auto_build_under_two_minutes(tmp_path: Path) -> None:
+    """What a user runs first, as a user runs it: a fresh process (own Ray) in an empty folder."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_ADDRESS": ""}
     t0 = time.perf_counter()
-    code, text = run_cli("build", "--workflow", "auto", "--quiet")
+    res = subprocess.run([sys.executable, "-m", "aether_data.cli", "build", "--workflow", "auto", "--quiet"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     seconds = time.perf_counter() - t0
-    assert code == 0, text
-    assert run_cli("audit", "aether-out")[0] == 0
+    assert res.returncode == 0, res.stderr[-2000:]
+    audit = subprocess.run([sys.executable, "-m", "aether_data.cli", "audit", "aether-out"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert audit.returncode == 0, audit.stdout + audit.stderr
     print(f"default auto build: {seconds:.1f} s")
     assert seconds < 120

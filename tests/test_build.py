@@ -161,13 +161,16 @@ def test_auto_build_corrective_params_move_input_to_target(ray_session, tmp_path
     assert run_cli("audit", str(out))[0] == 0
     recs = _records(out)
     assert len(recs) == 24
-    improved = 0
+    improved = known = 0
     for _, rec, inp, tgt in recs:
-        assert rec["task"] == "<Auto_Retouch_Task>" and rec["params_origin"] == "known-operator"
+        assert rec["task"] == "<Auto_Retouch_Task>" and rec["params_origin"] in ("known-operator", "fitted")
+        assert rec["reasoning"]["problems"]["light"] is not None
+        if rec["params_origin"] != "known-operator":
+            continue
+        known += 1
         sliders = {n: P.denormalise(n, v) for n, v in rec["params"].items()}
         improved += _psnr(render(inp, sliders), tgt) > _psnr(inp, tgt)
-        assert rec["reasoning"]["problems"]["light"] is not None
-    assert improved / len(recs) >= 0.9
+    assert known >= 3 and improved / known >= 0.9
 
 
 def _kill_session(sid: int) -> None:

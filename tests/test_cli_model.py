@@ -20,7 +20,17 @@ def test_train_retouch_eval_through_the_cli(ray_session, tmp_path: Path) -> None
     assert code == 0, text
     model = tmp_path / "model"
     code, text = run_cli(
-        "train", "--stage", "align", "--data", str(data), "--config", "tiny", "--max-steps", "3", "--out", str(model)
+        "train",
+        "--stage",
+        "align",
+        "--data",
+        str(data),
+        "--config",
+        "tiny",
+        "--max-steps",
+        "3",
+        "--out",
+        str(model),
     )
     assert code == 0, text
     assert (model / "last.safetensors").is_file()
@@ -41,5 +51,7 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     assert code == 2 and "needs --data" in text
     code, text = run_cli("retouch", str(bundled_photos()[0]), "-o", str(tmp_path / "x.jpg"))
     assert code == 2 and "--model" in text
-    code, text = run_cli("retouch", str(tmp_path / "missing.jpg"), "--model", str(tmp_path), "-o", str(tmp_path / "x.jpg"))
+    code, text = run_cli(
+        "retouch", str(tmp_path / "missing.jpg"), "--model", str(tmp_path), "-o", str(tmp_path / "x.jpg")
+    )
     assert code == 1 and "cannot read image" in text

@@ -265,7 +265,7 @@ def test_tone_curve_monotone_for_random_tone_sliders() -> None:
     t = np.linspace(0, 1, 4001, dtype=np.float32)
     for _ in range(60):
         p = {n: np.float32(0.0) for n in P.PARAM_NAMES}
-        for n in E._TONE_KEYS:
+        for n in E.TONE_KEYS:
             p[n] = np.float32(rng.choice([-1.0, 1.0, rng.uniform(-1, 1)]))
         curve, slope = E.tone_curve(t, p)
         assert np.all(np.diff(curve) >= -1e-6)

@@ -281,6 +281,10 @@ def test_db_errors_are_clear(tmp_path: Path, paired_db: tuple[Path, Path, Path])
 
 
 def test_bundled_demo_db_loads() -> None:
+    from tests.conftest import run_cli as aether
+
+    code, text = aether("expert-db", "info")  # mounted in the main CLI
+    assert code == 0 and "kept" in text
     db = ExpertDB()
     assert 20 <= len(db) and db.features_target.shape == (len(db), FEATURE_DIM)
     assert db.has_thumbs and db.meta["scorer"] == "heuristic"

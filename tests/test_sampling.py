@@ -109,7 +109,9 @@ def test_pipeline_spec_schema_file_is_current() -> None:
     from tests.conftest import REPO
 
     on_disk = json.loads((REPO / "manifests" / "pipeline-spec.schema.json").read_text())
-    assert on_disk == spec_json_schema(), "regenerate with: aether schema pipeline-spec > manifests/pipeline-spec.schema.json"
+    assert on_disk == spec_json_schema(), (
+        "regenerate with: aether schema pipeline-spec > manifests/pipeline-spec.schema.json"
+    )
 
 
 def test_shipped_pipeline_specs_validate() -> None:

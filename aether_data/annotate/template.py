@@ -650,7 +650,9 @@ class TemplateAnnotator:
             # not only its 38 core sliders: prefer its variants when it gives enough of them
             given = [_clean(i) for i in (sample.preset or {}).get("instructions") or [] if str(i).strip()]
             given = list(dict.fromkeys(i for i in given if i))
-            instructions = given if len(given) >= 3 else _style_variants(sample, described, rng("instructions"))
+            instructions = (
+                given if len(given) >= 3 else _style_variants(sample, described, rng("instructions"))
+            )
             prompt = build_prompt("style", instruction=instructions[0])
         else:
             prompt = build_prompt("auto")

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from aether_data.params import GROUPS, PARAM_NAMES, SPECS
@@ -145,12 +144,34 @@ OPPONENT = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, -0.5], [-0.25, 0.5, -
 """Rows: luma (mean of R, G, B), red–blue and green–magenta opponent axes."""
 
 
-def image_loss(out: torch.Tensor, target: torch.Tensor, chroma_weight: float) -> torch.Tensor:
-    """L1 on RGB, or (chroma_weight > 0) L1 on opponent channels with chroma weighted up."""
-    if chroma_weight <= 0:
-        return F.l1_loss(out, target)
-    diff = torch.einsum("ij,bjhw->bihw", OPPONENT.to(out.dtype), out - target).abs().mean(dim=(0, 2, 3))
-    return (diff[0] + chroma_weight * (diff[1] + diff[2])) / (1.0 + 2.0 * chroma_weight) * 3.0
+LOG_MSE_EPS = 1e-5
+"""Floor of the per-sample MSE in the log loss (≈ 50 dB: no gain from polishing beyond that)."""
+
+
+def image_loss(
+    out: torch.Tensor, target: torch.Tensor, chroma_weight: float, kind: str = "l1"
+) -> torch.Tensor:
+    """Image loss between (B,3,H,W) tensors.
+
+    ``l1``: L1 on RGB, or (chroma_weight > 0) L1 on opponent channels with chroma weighted up.
+    ``log_mse``: mean over samples of log(MSE_i + eps) on the same (weighted) channels.
+    """
+    diff = out - target
+    if chroma_weight > 0:
+        diff = torch.einsum("ij,bjhw->bihw", OPPONENT.to(out.dtype), diff)
+        weights = (
+            torch.tensor([1.0, chroma_weight, chroma_weight], dtype=out.dtype)
+            * 3.0
+            / (1.0 + 2.0 * chroma_weight)
+        )
+    else:
+        weights = torch.ones(3, dtype=out.dtype)
+    if kind == "l1":
+        return (diff.abs().mean(dim=(0, 2, 3)) * weights).sum() / 3.0
+    if kind == "log_mse":
+        mse = (diff.pow(2).mean(dim=(2, 3)) * weights).sum(dim=1) / 3.0
+        return torch.log(mse + LOG_MSE_EPS).mean()
+    raise ValueError(f"unknown loss_kind {kind!r}")
 
 
 def er_loss(
@@ -164,7 +185,7 @@ def er_loss(
     plus `aux_weight` × the parameter probe's loss on the unmasked latent."""
     z = encoder(batch["a"] * 2.0 - 1.0, batch["a_edit"] * 2.0 - 1.0)
     out = renderer(batch["b"], apply_masks(z, batch["masks"]))
-    image = image_loss(out, batch["b_edit"], encoder.config.chroma_loss_weight)
+    image = image_loss(out, batch["b_edit"], encoder.config.chroma_loss_weight, encoder.config.loss_kind)
     if aux is None or aux_weight <= 0:
         return image, image
     return image + aux_weight * aux.loss(z, batch["params"]), image
@@ -316,7 +337,9 @@ def train_er(
                 log(f"step {step}/{stop} loss {rec['loss']:.5f} lr {lr:.2e} {elapsed:.0f}s")
             window = []
         if step % cfg.checkpoint_every == 0 or step == stop:
-            save_train_checkpoint(last, encoder, renderer, opt, cfg, step, rng, seed, {"images": len(pool)}, aux)
+            save_train_checkpoint(
+                last, encoder, renderer, opt, cfg, step, rng, seed, {"images": len(pool)}, aux
+            )
     wall = time.perf_counter() - t0
     encoder.eval()
     renderer.eval()

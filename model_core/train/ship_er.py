@@ -67,8 +67,7 @@ def write_model_card(
         "",
         format_table(result),
         "",
-        "Acceptance (issue 5): "
-        + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in passed.items()),
+        "Acceptance (issue 5): " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in passed.items()),
         "",
         f"Gain over identity: {result['mean_psnr'] - result['identity_psnr']:.2f} dB.",
         "",
