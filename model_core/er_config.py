@@ -9,6 +9,7 @@ widths 128/256/512) and ``cpu`` (a small model that reaches the acceptance bar o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -66,20 +67,19 @@ class ERConfig:
     grad_clip: float = 1.0
     mask_keep_prob: float = 0.75
     """Each latent block is kept with this probability; a dropped block zeroes that group's params in R's target."""
-    loss_kind: str = "l1"
-    """"l1" (the paper) or "log_mse": mean over samples of log(MSE_i + 1e-5), i.e. minus the mean
-    per-sample PSNR up to constants. It weights each sample by 1/MSE_i, so near-identity edits
-    (most colour edits) are reproduced precisely instead of being drowned by large light edits."""
     chroma_loss_weight: float = 0.0
     """0 = plain L1 on RGB (the paper). >0 = L1 on an opponent transform of the error, luma term
     weight 1 and the two chroma terms this weight: colour errors then get their own gradient sign
     instead of being drowned by the (larger) luma errors of light edits, so colour edits are learnt
     early rather than after the light ones."""
-    aux_param_weight: float = 0.0
-    """Weight of an auxiliary loss that regresses each group's parameters (in units of their sampling
-    spread) from its own latent block (training-only linear heads). A direct signal for subtle
-    colour parameters, which the image loss alone learns slowly; per-block heads also push each
-    block to carry only its group."""
+    oracle_steps: int = 0
+    """Two-stage recipe (see model_core.train.er): first this many steps train R from a latent
+    computed from the true parameters (no encoder), then E learns to produce that latent. 0 = plain
+    end-to-end training (the paper)."""
+    latent_match_weight: float = 1.0
+    """Encoder stage: weight of the MSE between E's latent and the oracle latent."""
+    oracle_path_weight: float = 1.0
+    """Encoder stage: weight of R's loss on the oracle latent (keeps R faithful while E catches up)."""
     checkpoint_every: int = 500
     log_every: int = 50
     num_threads: int = 2
@@ -95,21 +95,25 @@ class ERConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ERConfig:
-        """Build from a dict, rejecting unknown keys so a typo never silently falls back to a default."""
+    def from_dict(cls, data: dict[str, Any], strict: bool = True) -> ERConfig:
+        """Build from a dict. Unknown keys are an error (a typo must never silently fall back to a
+        default) unless `strict=False`, used when loading weights written by another version:
+        then they are dropped with a warning (only training fields ever come and go)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
-        if unknown:
+        if unknown and strict:
             raise ValueError(f"unknown ERConfig keys: {unknown}")
-        clean = dict(data)
+        if unknown:
+            warnings.warn(f"ignoring unknown ERConfig keys {unknown}", stacklevel=2)
+        clean = {k: v for k, v in data.items() if k in known}
         if "renderer_hidden" in clean:
             clean["renderer_hidden"] = tuple(int(h) for h in clean["renderer_hidden"])
         return cls(**clean)
 
     @classmethod
-    def from_json(cls, text: str) -> ERConfig:
+    def from_json(cls, text: str, strict: bool = True) -> ERConfig:
         """Inverse of `to_json`."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(json.loads(text), strict=strict)
 
     def with_(self, **changes: Any) -> ERConfig:
         """Copy with some fields changed (frozen dataclass)."""
@@ -134,7 +138,9 @@ CPU = ERConfig(
     source_short_edge=192,
     lr=2e-3,
     warmup_steps=300,
-    max_steps=12000,
+    oracle_steps=4000,
+    max_steps=14000,
+    lut_size=25,
     checkpoint_every=500,
     log_every=100,
     num_threads=1,

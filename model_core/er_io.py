@@ -120,7 +120,7 @@ def load_er_checkpoint(
         state, meta = read_safetensors(p)
         if "config" not in meta and config is None:
             raise ValueError(f"{p}: no 'config' in safetensors metadata; pass config=")
-        cfg = config or ERConfig.from_json(meta["config"])
+        cfg = config or ERConfig.from_json(meta["config"], strict=False)
     encoder, renderer = build_er(cfg)
     load_state_strict(encoder, split_prefixed(state, "encoder."), f"{p} (encoder)")
     load_state_strict(renderer, split_prefixed(state, "renderer."), f"{p} (renderer)")

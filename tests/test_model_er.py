@@ -138,6 +138,21 @@ def test_resume_reproduces_loss_trajectory(tmp_path) -> None:
         )
 
 
+def test_two_stage_training_resumes_across_stages(tmp_path) -> None:
+    from model_core.train.er import train_er
+
+    cfg = TINY.with_(oracle_steps=4, max_steps=8, checkpoint_every=100)
+    straight = train_er(cfg, out_dir=tmp_path / "a", seed=6, log=None, image_arrays=_photos())["losses"]
+    first = train_er(cfg, out_dir=tmp_path / "b", max_steps=3, seed=6, log=None, image_arrays=_photos())
+    second = train_er(cfg, out_dir=tmp_path / "b", seed=6, resume=True, log=None, image_arrays=_photos())
+    np.testing.assert_allclose(first["losses"] + second["losses"], straight, atol=1e-6, rtol=0)
+    tensors, _ = read_safetensors(tmp_path / "b" / "last.safetensors")
+    assert any(k.startswith("oracle.") for k in tensors)
+    # the shipped weights file holds only the encoder and the renderer
+    weights, _ = read_safetensors(tmp_path / "b" / "model.safetensors")
+    assert {k.split(".")[0] for k in weights} == {"encoder", "renderer"}
+
+
 def _official_state(cfg: ERConfig) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return {

@@ -7,6 +7,16 @@ parameters of every group whose latent block was randomly masked. So a masked bl
 "leave this group alone" and each block must carry only its own group: this is what makes the
 latents disentangled (paper Table 6). Loss: L1. Optimiser: AdamW, linear warmup + cosine decay.
 
+Optional two-stage recipe (``oracle_steps > 0``, used by the CPU config). Trained jointly from
+scratch, E and R deadlock: R only uses what E already encodes and E only learns what R uses; on a
+CPU budget this left every parameter but exposure unencoded after 12k steps. So:
+
+1. *oracle stage* (``oracle_steps``): R learns from a latent computed from the true parameters by
+   a block-diagonal linear embedding (light params → z_l, colour → z_gc, mixer → z_sc), no encoder;
+2. *encoder stage* (the rest): E learns to produce that latent (MSE, ``latent_match_weight``)
+   and, end to end, R(B; E(A, edit(A))) ≈ edit(B); R keeps training on both its oracle-latent
+   and its encoder-latent renders.
+
 Everything random comes from one numpy generator whose state is checkpointed together with the
 model, the optimiser and the step, in a single safetensors file; a resumed run therefore
 continues the uninterrupted run's loss trajectory exactly (same thread count).
@@ -25,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aether_data.params import GROUPS, PARAM_NAMES, SPECS
+from aether_data.params import GROUPS
 from aether_data.sampling import load_operator_stats, sample_params
 from model_core.encoder import RetouchEncoder, apply_masks
 from model_core.er_config import ERConfig, get_config
@@ -50,17 +60,21 @@ from model_core.er_io import (
 from model_core.renderer import RetouchRenderer
 from model_core.teacher import teacher_edit
 
-TRAIN_FORMAT = "aether-er-train/1"
+TRAIN_FORMAT = "aether-er-train/2"
 LAST = "last.safetensors"
 FINAL = "model.safetensors"
 
 
 def lr_at(step: int, config: ERConfig) -> float:
-    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_frac` at `config.max_steps`."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.max_steps - config.warmup_steps)
-    t = min(1.0, (step - config.warmup_steps) / span)
+    """Linear warmup then cosine decay to `lr * min_lr_frac`, restarted at the encoder stage."""
+    start, end = (
+        (0, config.oracle_steps) if step < config.oracle_steps else (config.oracle_steps, config.max_steps)
+    )
+    local = step - start
+    if local < config.warmup_steps:
+        return config.lr * (local + 1) / config.warmup_steps
+    span = max(1, end - start - config.warmup_steps)
+    t = min(1.0, (local - config.warmup_steps) / span)
     return config.lr * (config.min_lr_frac + (1.0 - config.min_lr_frac) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
@@ -81,29 +95,24 @@ def augment_colours(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
-class ParamHead(nn.Module):
-    """Training-only probe: block g of z → the normalised parameters of group g (linear)."""
+class ParamEmbedding(nn.Module):
+    """Oracle latent: block-diagonal linear map params → z (group g's parameters → block g only).
+
+    No bias, so a group whose parameters are all zero has a zero block, exactly like a masked one.
+    """
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
-        self.latent_dim = latent_dim
-        self.heads = nn.ModuleList(nn.Linear(latent_dim, len(GROUP_INDEX[g])) for g in GROUPS)
-        order = np.concatenate([GROUP_INDEX[g] for g in GROUPS])
-        self.register_buffer("order", torch.from_numpy(np.argsort(order)), persistent=False)
-        # per-parameter spread of the sampler (std of the active value × sqrt(p_active)), so that
-        # every parameter weighs the same in the probe loss instead of exposure dominating it
-        stats = load_operator_stats()
-        scale = [stats[n].std / SPECS[n].scale * math.sqrt(stats[n].p_active) for n in PARAM_NAMES]
-        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        self.blocks = nn.ModuleList(nn.Linear(len(GROUP_INDEX[g]), latent_dim, bias=False) for g in GROUPS)
+        for g in GROUPS:
+            self.register_buffer(f"index_{g}", torch.from_numpy(GROUP_INDEX[g]), persistent=False)
 
-    def loss(self, z: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Mean squared error in units of each parameter's sampling spread."""
-        return torch.mean((self(z) - params / self.scale) ** 2)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        d = self.latent_dim
-        parts = [head(z[:, i * d : (i + 1) * d]) for i, head in enumerate(self.heads)]
-        return torch.cat(parts, dim=1)[:, self.order]
+    def forward(self, params: torch.Tensor) -> torch.Tensor:
+        """(B, 38) normalised parameters → (B, 3·d)."""
+        return torch.cat(
+            [lin(params[:, getattr(self, f"index_{g}")]) for lin, g in zip(self.blocks, GROUPS, strict=True)],
+            dim=1,
+        )
 
 
 class PairSampler:
@@ -114,8 +123,8 @@ class PairSampler:
         self.config = config
         self.stats = load_operator_stats()
 
-    def draw(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """One batch (all randomness from `rng`)."""
+    def draw(self, rng: np.random.Generator, with_reference: bool = True) -> dict[str, torch.Tensor]:
+        """One batch (all randomness from `rng`); `with_reference=False` skips E's pair (oracle stage)."""
         c = self.config
         a_imgs, b_imgs, full, target, masks = [], [], [], [], []
         for _ in range(c.batch_size):
@@ -123,72 +132,77 @@ class PairSampler:
             vec = param_vector(params)
             m = (rng.random(3) < c.mask_keep_prob).astype(np.int64)
             ia, ib = self.pool.two_indices(rng)
-            a_imgs.append(augment_colours(rng, self.pool.crop(rng, ia, c.enc_input_size, c.min_crop_frac)))
+            if with_reference:
+                a_imgs.append(
+                    augment_colours(rng, self.pool.crop(rng, ia, c.enc_input_size, c.min_crop_frac))
+                )
             b_imgs.append(augment_colours(rng, self.pool.crop(rng, ib, c.render_size, c.min_crop_frac)))
             full.append(vec)
             target.append(masked_vector(vec, m))
             masks.append(m)
-        a = to_tensor(a_imgs)
         b = to_tensor(b_imgs)
-        return {
-            "a": a,
-            "a_edit": teacher_edit(a, np.stack(full)),
+        batch = {
             "b": b,
             "b_edit": teacher_edit(b, np.stack(target)),
             "masks": torch.from_numpy(np.stack(masks).astype(np.float32)),
             "params": torch.from_numpy(np.stack(full)),
         }
+        if with_reference:
+            a = to_tensor(a_imgs)
+            batch["a"] = a
+            batch["a_edit"] = teacher_edit(a, np.stack(full))
+        return batch
 
 
 OPPONENT = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, -0.5], [-0.25, 0.5, -0.25]])
 """Rows: luma (mean of R, G, B), red–blue and green–magenta opponent axes."""
 
 
-LOG_MSE_EPS = 1e-5
-"""Floor of the per-sample MSE in the log loss (≈ 50 dB: no gain from polishing beyond that)."""
-
-
-def image_loss(
-    out: torch.Tensor, target: torch.Tensor, chroma_weight: float, kind: str = "l1"
-) -> torch.Tensor:
-    """Image loss between (B,3,H,W) tensors.
-
-    ``l1``: L1 on RGB, or (chroma_weight > 0) L1 on opponent channels with chroma weighted up.
-    ``log_mse``: mean over samples of log(MSE_i + eps) on the same (weighted) channels.
-    """
+def image_loss(out: torch.Tensor, target: torch.Tensor, chroma_weight: float = 0.0) -> torch.Tensor:
+    """L1 on RGB, or (chroma_weight > 0) mean L1 on opponent channels (luma, red–blue, green–magenta)
+    weighted 3/(1+2w), 3w/(1+2w), 3w/(1+2w): chroma errors count w times as much as luma errors."""
     diff = out - target
-    if chroma_weight > 0:
-        diff = torch.einsum("ij,bjhw->bihw", OPPONENT.to(out.dtype), diff)
-        weights = (
-            torch.tensor([1.0, chroma_weight, chroma_weight], dtype=out.dtype)
-            * 3.0
-            / (1.0 + 2.0 * chroma_weight)
-        )
-    else:
-        weights = torch.ones(3, dtype=out.dtype)
-    if kind == "l1":
-        return (diff.abs().mean(dim=(0, 2, 3)) * weights).sum() / 3.0
-    if kind == "log_mse":
-        mse = (diff.pow(2).mean(dim=(2, 3)) * weights).sum(dim=1) / 3.0
-        return torch.log(mse + LOG_MSE_EPS).mean()
-    raise ValueError(f"unknown loss_kind {kind!r}")
+    if chroma_weight <= 0:
+        return diff.abs().mean()
+    per_channel = torch.einsum("ij,bjhw->bihw", OPPONENT.to(out.dtype), diff).abs().mean(dim=(0, 2, 3))
+    return (
+        (per_channel[0] + chroma_weight * (per_channel[1] + per_channel[2]))
+        * 3.0
+        / (1.0 + 2.0 * chroma_weight)
+    )
 
 
 def er_loss(
     encoder: RetouchEncoder,
     renderer: RetouchRenderer,
     batch: dict[str, torch.Tensor],
-    aux: ParamHead | None = None,
-    aux_weight: float = 0.0,
+    oracle: ParamEmbedding | None = None,
+    stage: str = "joint",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total, image L1): L1 between R(B; mask ⊙ E(A, edit(A))) and the teacher's masked edit of B,
-    plus `aux_weight` × the parameter probe's loss on the unmasked latent."""
+    """(total loss, image L1 of the encoder path, or of the oracle path in the oracle stage).
+
+    ``joint``: L1(R(B; mask ⊙ E(A, edit(A))), edit'(B)) (the paper's objective).
+    ``oracle``: L1(R(B; mask ⊙ emb(θ)), edit'(B)).
+    ``encoder``: joint + oracle-path weight × oracle term + latent weight × ‖E(...) − emb(θ)‖².
+    """
+    cfg = renderer.config
+    cw = cfg.chroma_loss_weight
+    if stage == "oracle":
+        assert oracle is not None
+        z_star = apply_masks(oracle(batch["params"]), batch["masks"])
+        loss = image_loss(renderer(batch["b"], z_star), batch["b_edit"], cw)
+        return loss, loss
     z = encoder(batch["a"] * 2.0 - 1.0, batch["a_edit"] * 2.0 - 1.0)
-    out = renderer(batch["b"], apply_masks(z, batch["masks"]))
-    image = image_loss(out, batch["b_edit"], encoder.config.chroma_loss_weight, encoder.config.loss_kind)
-    if aux is None or aux_weight <= 0:
+    image = image_loss(renderer(batch["b"], apply_masks(z, batch["masks"])), batch["b_edit"], cw)
+    if stage == "joint" or oracle is None:
         return image, image
-    return image + aux_weight * aux.loss(z, batch["params"]), image
+    with torch.no_grad():
+        target = oracle(batch["params"])
+    total = image + cfg.latent_match_weight * torch.mean((z - target) ** 2)
+    if cfg.oracle_path_weight > 0:
+        oracle_out = renderer(batch["b"], apply_masks(target, batch["masks"]))
+        total = total + cfg.oracle_path_weight * image_loss(oracle_out, batch["b_edit"], cw)
+    return total, image
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
@@ -214,20 +228,19 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 
 def save_train_checkpoint(
     path: Path,
-    encoder: RetouchEncoder,
-    renderer: RetouchRenderer,
+    modules: dict[str, nn.Module],
     opt: torch.optim.Optimizer,
     config: ERConfig,
     step: int,
     rng: np.random.Generator,
     seed: int,
     extra: dict[str, Any],
-    aux: ParamHead | None = None,
 ) -> Path:
     """Full resumable state in one safetensors file: weights, optimiser, step, RNG states."""
-    tensors = model_tensors(encoder, renderer)
-    if aux is not None:
-        tensors.update({"aux." + k: v.detach().contiguous().clone() for k, v in aux.state_dict().items()})
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in modules.items():
+        for k, v in module.state_dict().items():
+            tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous().clone()
     opt_t, groups = _optimizer_tensors(opt)
     tensors.update(opt_t)
     tensors["rng.torch"] = torch.get_rng_state().clone()
@@ -267,7 +280,8 @@ def train_er(
     `config.max_steps` fixes the learning-rate schedule; `max_steps` (default: the same) is where this
     call stops, so a run can be split into pieces (`resume=True` continues from
     ``out_dir/last.safetensors``). `images=None` uses the training split of the bundled photos;
-    `image_arrays` (HxWx3 float arrays) bypasses files, for tests.
+    `image_arrays` (HxWx3 float arrays) bypasses files, for tests. ``losses`` are the per-step
+    image L1 values (oracle path during the oracle stage, encoder path afterwards).
     """
     cfg = get_config(config)
     stop = int(max_steps if max_steps is not None else cfg.max_steps)
@@ -276,10 +290,11 @@ def train_er(
     torch.set_num_threads(max(1, min(2, cfg.num_threads)))
     torch.manual_seed(seed)
     encoder, renderer = build_er(cfg)
-    aux = ParamHead(cfg.latent_dim) if cfg.aux_param_weight > 0 else None
-    params = list(encoder.parameters()) + list(renderer.parameters())
-    if aux is not None:
-        params += list(aux.parameters())
+    modules: dict[str, nn.Module] = {"encoder": encoder, "renderer": renderer}
+    oracle = ParamEmbedding(cfg.latent_dim) if cfg.oracle_steps > 0 else None
+    if oracle is not None:
+        modules["oracle"] = oracle
+    params = [p for m in modules.values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
     step = 0
@@ -291,10 +306,8 @@ def train_er(
             raise ValueError(
                 f"{last}: checkpoint config differs from the requested config; refusing to resume"
             )
-        load_state_strict(encoder, split_prefixed(tensors, "encoder."), f"{last} (encoder)")
-        load_state_strict(renderer, split_prefixed(tensors, "renderer."), f"{last} (renderer)")
-        if aux is not None:
-            load_state_strict(aux, split_prefixed(tensors, "aux."), f"{last} (aux)")
+        for prefix, module in modules.items():
+            load_state_strict(module, split_prefixed(tensors, prefix + "."), f"{last} ({prefix})")
         _load_optimizer(opt, tensors, meta["optim.param_groups"])
         rng.bit_generator.state = json.loads(meta["rng.numpy"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -304,42 +317,47 @@ def train_er(
     sources = list(image_arrays) if image_arrays is not None else _resolve_images(images)
     pool = ImagePool(sources, cfg.source_short_edge)
     sampler = PairSampler(pool, cfg)
-    encoder.train()
-    renderer.train()
+    for m in modules.values():
+        m.train()
     start_step = step
     losses: list[float] = []
     t0 = time.perf_counter()
     window: list[float] = []
     log_path = out / "train_log.jsonl"
     while step < stop:
+        stage = "joint" if oracle is None else ("oracle" if step < cfg.oracle_steps else "encoder")
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = sampler.draw(rng)
-        loss, image_loss = er_loss(encoder, renderer, batch, aux, cfg.aux_param_weight)
+        batch = sampler.draw(rng, with_reference=stage != "oracle")
+        loss, image = er_loss(encoder, renderer, batch, oracle, stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
-        value = float(image_loss.detach())
+        value = float(image.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {step}")
         losses.append(value)
         window.append(value)
         if step % cfg.log_every == 0 or step == stop:
             elapsed = time.perf_counter() - t0
-            rec = {"step": step, "loss": float(np.mean(window)), "lr": lr, "elapsed_s": round(elapsed, 1)}
+            rec = {
+                "step": step,
+                "stage": stage,
+                "loss": float(np.mean(window)),
+                "lr": lr,
+                "elapsed_s": round(elapsed, 1),
+            }
             with log_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(rec) + "\n")
             if log:
-                log(f"step {step}/{stop} loss {rec['loss']:.5f} lr {lr:.2e} {elapsed:.0f}s")
+                log(f"step {step}/{stop} [{stage}] loss {rec['loss']:.5f} lr {lr:.2e} {elapsed:.0f}s")
             window = []
         if step % cfg.checkpoint_every == 0 or step == stop:
-            save_train_checkpoint(
-                last, encoder, renderer, opt, cfg, step, rng, seed, {"images": len(pool)}, aux
-            )
+            save_train_checkpoint(last, modules, opt, cfg, step, rng, seed, {"images": len(pool)})
     wall = time.perf_counter() - t0
     encoder.eval()
     renderer.eval()
@@ -354,3 +372,6 @@ def train_er(
         "checkpoint": str(last),
         "model": str(final),
     }
+
+
+__all__ = ["PairSampler", "ParamEmbedding", "er_loss", "image_loss", "lr_at", "model_tensors", "train_er"]

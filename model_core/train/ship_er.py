@@ -54,10 +54,18 @@ def write_model_card(
         " `presets/operator_stats.yaml`)",
         f"- data: bundled photos, training split: {', '.join(p.name for p in train_imgs)}"
         " (random crops, flips, RGB-permutation / saturation / gamma augmentation)",
-        "- loss: L1 on R's render of a second photo + "
-        f"{config.aux_param_weight} × L1 parameter probe per latent block; random group masks"
-        f" (keep prob. {config.mask_keep_prob}); AdamW, warmup {config.warmup_steps}, cosine to"
-        f" {config.min_lr_frac} × {config.lr}",
+        f"- recipe: two stages (`model_core/train/er.py`): {config.oracle_steps} steps training R from an"
+        " oracle latent (block-diagonal linear embedding of the true parameters), then"
+        f" {facts['step'] - config.oracle_steps} steps training E to produce that latent (MSE ×"
+        f" {config.latent_match_weight}) and end to end (R(B; E(A, edit(A))) vs edit(B)), R also kept on"
+        f" the oracle path (× {config.oracle_path_weight})",
+        f"- loss: L1 on an opponent transform (chroma × {config.chroma_loss_weight}); random group masks"
+        f" (keep prob. {config.mask_keep_prob}, a dropped block zeroes its group in the target);"
+        f" AdamW (wd {config.weight_decay}), warmup {config.warmup_steps}, cosine to"
+        f" {config.min_lr_frac} × {config.lr} (restarted at the encoder stage)",
+        "- architecture deviations from the paper config, all in `ERConfig`: residual logit"
+        " (`sigmoid(out + logit(x))`), leaky ReLU (0.1) on z before the injections; the paper/official"
+        " config keeps both off",
         "",
         "## Held-out evaluation",
         "",
@@ -69,7 +77,16 @@ def write_model_card(
         "",
         "Acceptance (issue 5): " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in passed.items()),
         "",
-        f"Gain over identity: {result['mean_psnr'] - result['identity_psnr']:.2f} dB.",
+        f"Gain over identity: {result['mean_psnr'] - result['identity_psnr']:.2f} dB (all latent blocks on);"
+        f" {result.get('mean_psnr_masked', float('nan')) - result['identity_psnr']:.2f} dB with only the"
+        " protocol's blocks on (last column).",
+        "",
+        "Limitations: the encoder is the bottleneck. With a perfect (oracle) latent the same renderer"
+        " reaches ≈37.6 dB mean (+7.8 dB over identity) after 3k steps; E, trained from scratch on four"
+        " photos for 10k CPU steps, recovers exposure well but colour parameters (temperature, tint,"
+        " saturation, HSL) only weakly, so near-identity colour edits lose PSNR (all-blocks"
+        " `specificcolor` row) and the +6 dB bar is not met. More photos and the paper config on a GPU"
+        " are the expected fix.",
         "",
         "Reproduce: `PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu` (training),"
         " `PYTHONPATH=. python -m model_core.train.ship_er --out-dir runs/er-cpu --eval-only` (evaluation).",
@@ -94,13 +111,33 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ship", default=str(DEFAULT_CHECKPOINT))
+    ap.add_argument("--schedule-steps", type=int, default=None, help="override config.max_steps")
+    ap.add_argument("--oracle-steps", type=int, default=None, help="override config.oracle_steps")
+    ap.add_argument("--lut-size", type=int, default=None, help="override config.lut_size when shipping")
+    ap.add_argument(
+        "--ship-if-better",
+        action="store_true",
+        help="replace the shipped checkpoint only if this run passes more acceptance checks, or as many"
+        " with a higher mean PSNR",
+    )
     args = ap.parse_args()
     out = Path(args.out_dir)
     config = get_config(args.config).with_(num_threads=args.threads)
+    if args.schedule_steps is not None:
+        config = config.with_(max_steps=args.schedule_steps)
+    if args.oracle_steps is not None:
+        config = config.with_(oracle_steps=args.oracle_steps)
     facts_path = out / "train_facts.json"
     if not args.eval_only:
         t0 = time.perf_counter()
-        res = train_er(config, out_dir=out, max_steps=args.steps, seed=args.seed, resume=args.resume)
+        res = train_er(
+            config,
+            out_dir=out,
+            max_steps=args.steps,
+            seed=args.seed,
+            resume=args.resume,
+            log=lambda m: print(m, flush=True),
+        )
         prev = json.loads(facts_path.read_text()) if (args.resume and facts_path.exists()) else {}
         facts = {
             "step": res["step"],
@@ -112,6 +149,9 @@ def main() -> None:
         facts_path.write_text(json.dumps(facts, indent=2), encoding="utf-8")
     facts = json.loads(facts_path.read_text())
     encoder, renderer, cfg = load_er_checkpoint(out / FINAL)
+    if args.lut_size is not None:  # inference-only field: the LUT size reference_retouch bakes
+        cfg = cfg.with_(lut_size=args.lut_size)
+        renderer.config = encoder.config = cfg
     torch.set_num_threads(max(1, args.threads))
     result = evaluate_er(encoder, renderer, n_params=EVAL_N_PARAMS, seed=EVAL_SEED)
     passed = acceptance(result)
@@ -119,12 +159,23 @@ def main() -> None:
     print(json.dumps(passed))
     (out / "eval.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     ship = Path(args.ship)
+    if args.ship_if_better and ship.exists():
+        _, old_meta = read_safetensors(ship)
+        old_passed = json.loads(old_meta.get("passed", "{}"))
+        old_mean = json.loads(old_meta.get("eval", "{}")).get("mean_psnr", float("-inf"))
+        if (sum(passed.values()), result["mean_psnr"]) <= (sum(old_passed.values()), old_mean):
+            print(f"not shipped: {ship} is at least as good (mean PSNR {old_mean})")
+            return
     save_er_weights(
         ship,
         encoder,
         renderer,
         cfg,
-        {"train": facts, "eval": {k: result[k] for k in ("mean_psnr", "identity_psnr", "interventions")}},
+        {
+            "train": facts,
+            "eval": {k: result[k] for k in ("mean_psnr", "identity_psnr", "interventions")},
+            "passed": passed,
+        },
     )
     _, meta = read_safetensors(ship)
     assert ERConfig.from_json(meta["config"]) == cfg
