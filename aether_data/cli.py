@@ -39,6 +39,7 @@ def train_er_command(
     max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.safetensors")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N (models and teacher)")] = "cpu",
 ) -> None:
     """Train E and R with the develop engine as the teacher (resumable, safetensors)."""
     from model_core.er_data import list_images
@@ -46,7 +47,14 @@ def train_er_command(
 
     paths = list_images(images) if images else None
     result = train_er(
-        config, paths, out_dir, max_steps=max_steps, seed=seed, resume=resume, log=lambda m: err.print(str(m))
+        config,
+        paths,
+        out_dir,
+        max_steps=max_steps,
+        seed=seed,
+        resume=resume,
+        log=lambda m: err.print(str(m)),
+        device=device,
     )
     err.print(
         f"[green]done[/green]: step {result['step']} in {result['wall_time_s']:.0f}s → {result['checkpoint']}"

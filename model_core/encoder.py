@@ -13,6 +13,10 @@ VeraRetouch encoder ("Resnet18Encoder_InputCatMixedCBAM") so that its weights ca
   blocks 2 and 4, channel attention after block 6;
 - global average pool → Linear(8w, 3 × latent_dim).
 
+Optional (``ERConfig.pair_stats_dim > 0``, CPU config only): colour-transfer statistics of the pair
+(`model_core.pair_stats`) go through a small MLP and are concatenated to the pooled features before
+the head.
+
 Channel attention uses average pooling only (as the released model does), not CBAM's avg+max.
 """
 
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from model_core.er_config import ERConfig
+from model_core.pair_stats import PairStatsBranch
 
 ATTENTION_LAYOUT: tuple[str, ...] = ("spatial", "spatial", "cbam", "none", "cbam", "none", "channel", "none")
 """Attention module after each of the 8 residual blocks."""
@@ -139,17 +144,23 @@ class RetouchEncoder(nn.Module):
             blocks.append(ResidualBlock(cin, cout, stride, attn, config.cbam_reduction))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Linear(8 * w, 3 * config.latent_dim)
+        self.stats: PairStatsBranch | None = (
+            PairStatsBranch(config.pair_stats_dim) if config.pair_stats_dim > 0 else None
+        )
+        self.head = nn.Linear(8 * w + config.pair_stats_dim, 3 * config.latent_dim)
 
     def forward(self, before: torch.Tensor, after: torch.Tensor | None = None) -> torch.Tensor:
         """Encode a pair. Either two (B,3,H,W) tensors in [-1, 1] or one (B,6,H,W) tensor."""
         x = before if after is None else torch.cat([before, after], dim=1)
         if x.shape[1] != 6:
             raise ValueError(f"encoder expects 6 input channels (before ‖ after), got {x.shape[1]}")
-        x = self.stem(x)
+        pooled = self.stem(x)
         for block in self.blocks:
-            x = block(x)
-        return self.head(x.mean(dim=(2, 3)))
+            pooled = block(pooled)
+        feats = pooled.mean(dim=(2, 3))
+        if self.stats is not None:
+            feats = torch.cat([feats, self.stats(x[:, :3], x[:, 3:])], dim=1)
+        return self.head(feats)
 
     def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Split z into (z_l, z_gc, z_sc)."""

@@ -34,6 +34,9 @@ class ERConfig:
     enc_input_size: int = 512
     """Square side the reference pair is resized to before E sees it."""
     cbam_reduction: int = 16
+    pair_stats_dim: int = 0
+    """Width of the colour-transfer statistics branch (`model_core.pair_stats`) concatenated to the
+    pooled CNN features before E's head; 0 = off (the paper and the released encoder)."""
     # --- renderer (per-pixel conditional MLP) ---
     renderer_hidden: tuple[int, ...] = (128, 256, 512)
     norm_before_act: bool = False
@@ -129,6 +132,7 @@ CPU = ERConfig(
     enc_width=16,
     enc_input_size=64,
     cbam_reduction=8,
+    pair_stats_dim=128,
     renderer_hidden=(64, 128, 128),
     residual_logit=True,
     latent_negative_slope=0.1,

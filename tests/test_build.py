@@ -242,3 +242,42 @@ def test_style_build_names_presets_and_has_three_instructions(ray_session, tmp_p
         assert any(rec["masks"]) and _psnr(inp, tgt) < 60  # the preset did something
         presets.add(p["id"])
     assert len(presets) > 20
+
+
+def test_build_time_record_check_agrees_with_the_reference_validator(param_build: Path) -> None:
+    """The build checks records with a compiled validator (fastjsonschema); audit uses jsonschema.
+    On real records and on broken copies of them, both must give the same verdict."""
+    import copy
+
+    import fastjsonschema
+
+    from aether_data.manifest import load_schema
+
+    schema = load_schema("sample")
+    fast = fastjsonschema.compile(schema)
+    ref = jsonschema.Draft202012Validator(schema)
+    breakers = [
+        lambda r: r.pop("key"),
+        lambda r: r.__setitem__("seed", "7"),
+        lambda r: r.__setitem__("workflow", "nope"),
+        lambda r: r.__setitem__("masks", [1, 0]),
+        lambda r: r["image"].__setitem__("width", 1.5),
+        lambda r: r.__setitem__("instructions", "not a list"),
+        lambda r: r["source"].pop("sha256"),
+        lambda r: r.__setitem__("unexpected_field", 1),
+    ]
+    verdicts = []
+    for _, rec, _, _ in _records(param_build)[:4]:
+        for breaker in [None, *breakers]:
+            r = copy.deepcopy(rec)
+            if breaker is not None:
+                breaker(r)
+            ok_ref = ref.is_valid(r)
+            try:
+                fast(r)
+                ok_fast = True
+            except fastjsonschema.JsonSchemaValueException:
+                ok_fast = False
+            assert ok_fast == ok_ref, (breaker, ok_fast, ok_ref)
+            verdicts.append(ok_ref)
+    assert True in verdicts and verdicts.count(False) >= 4 * 6  # good records pass, most breakers bite

@@ -155,23 +155,26 @@ def _to_u8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
 
 
-def apply_lut8(image: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
-    """Float [0, 1] (or uint8) image through ``lut`` in 8 bits (``apply_lut_u8``); float32 out.
+def apply_lut8(image: np.ndarray, lut: np.ndarray | None, dtype: type = np.float32) -> np.ndarray:
+    """Float [0, 1] (or uint8) image through ``lut`` in 8 bits (``apply_lut_u8``); float32 out, or
+    the 8-bit result itself with ``dtype=np.uint8`` (what an encoder needs: no float round trip).
 
     Input values are rounded to 8 bits first (exact for decoded JPEG/PNG pixels); the output is a
     multiple of 1/255, so encoding it to 8 bits again is exact. ``lut=None`` is the identity.
     """
     u8 = _to_u8(image)
     out = u8 if lut is None else apply_lut_u8(u8, lut)
+    if np.dtype(dtype) == np.uint8:
+        return out
     return np.divide(out, np.float32(255.0), dtype=np.float32)
 
 
 def render_lut8(
-    image: np.ndarray, params: Mapping[str, float], lut_size: int = DEFAULT_LUT_SIZE
+    image: np.ndarray, params: Mapping[str, float], lut_size: int = DEFAULT_LUT_SIZE, dtype: type = np.float32
 ) -> np.ndarray:
     """``render`` through a baked LUT applied in 8 bits (``apply_lut8``); all-zero params skip the bake."""
     identity = all(float(v) == 0.0 for v in params.values())
-    return apply_lut8(image, None if identity else bake_lut(params, lut_size))
+    return apply_lut8(image, None if identity else bake_lut(params, lut_size), dtype)
 
 
 # ==================================================================================================

@@ -48,7 +48,10 @@ class PlanRow:
 
 @dataclass
 class Pair:
-    """A synthesised (input, target) pair plus what is known about how it was made."""
+    """A synthesised (input, target) pair plus what is known about how it was made.
+
+    Images are HxWx3 sRGB, float32 in [0, 1] or uint8 (an 8-bit render goes to the encoder as is).
+    """
 
     input: np.ndarray
     target: np.ndarray
@@ -101,9 +104,25 @@ def augment(image: np.ndarray, rng: np.random.Generator, spec: PipelineSpec) -> 
 
 
 def image_stats(image: np.ndarray) -> dict[str, float]:
-    """Cheap global statistics the template annotator uses to describe a photo."""
-    lum = luminance(image[..., 0], image[..., 1], image[..., 2])
-    small = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA) if min(image.shape[:2]) > 64 else image
+    """Cheap global statistics the template annotator uses to describe a photo.
+
+    Computed on a thumbnail box-averaged to a short edge of 64–127 px (float [0, 1] or uint8 input): the statistics are
+    global, so the full-resolution pass would only add cost.
+    """
+    arr = np.asarray(image)
+    h, w = arr.shape[:2]
+    k = min(h, w) // 64  # integer box factor: OpenCV's fast exact-mean path
+    small = (
+        cv2.resize(arr[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        if k > 1
+        else arr
+    )
+    small = (
+        np.divide(small, np.float32(255.0), dtype=np.float32)
+        if small.dtype == np.uint8
+        else small.astype(np.float32, copy=False)
+    )
+    lum = luminance(small[..., 0], small[..., 1], small[..., 2])
     mx = small.max(axis=2)
     mn = small.min(axis=2)
     sat = np.where(mx > 1e-6, (mx - mn) / np.maximum(mx, 1e-6), 0.0)

@@ -30,7 +30,8 @@ class ParamWorkflow:
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
         protocol = self.protocol_for(row, rng)
         _, values = sample_params(rng, protocol, self.stats)
-        target = render_lut8(image, values)  # baked 33³ LUT in 8 bits: ≥ 50 dB vs render, ~3× faster
+        # baked 33³ LUT in 8 bits: ≥ 50 dB vs render, ~3× faster; kept in 8 bits for the encoder
+        target = render_lut8(image, values, dtype=np.uint8)
         return Pair(
             input=image,
             target=target,

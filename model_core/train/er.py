@@ -123,8 +123,13 @@ class PairSampler:
         self.config = config
         self.stats = load_operator_stats()
 
-    def draw(self, rng: np.random.Generator, with_reference: bool = True) -> dict[str, torch.Tensor]:
-        """One batch (all randomness from `rng`); `with_reference=False` skips E's pair (oracle stage)."""
+    def draw(
+        self, rng: np.random.Generator, with_reference: bool = True, device: torch.device | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One batch (all randomness from `rng`); `with_reference=False` skips E's pair (oracle stage).
+
+        Crops are cut on the CPU; the teacher renders on `device` (the engine is plain torch), so a
+        GPU run does not wait on CPU renders of 512² reference pairs."""
         c = self.config
         a_imgs, b_imgs, full, target, masks = [], [], [], [], []
         for _ in range(c.batch_size):
@@ -140,17 +145,19 @@ class PairSampler:
             full.append(vec)
             target.append(masked_vector(vec, m))
             masks.append(m)
-        b = to_tensor(b_imgs)
+        dev = device or torch.device("cpu")
+        b = to_tensor(b_imgs).to(dev)
+        full_t = torch.from_numpy(np.stack(full)).to(dev)
         batch = {
             "b": b,
-            "b_edit": teacher_edit(b, np.stack(target)),
-            "masks": torch.from_numpy(np.stack(masks).astype(np.float32)),
-            "params": torch.from_numpy(np.stack(full)),
+            "b_edit": teacher_edit(b, torch.from_numpy(np.stack(target)).to(dev)),
+            "masks": torch.from_numpy(np.stack(masks).astype(np.float32)).to(dev),
+            "params": full_t,
         }
         if with_reference:
-            a = to_tensor(a_imgs)
+            a = to_tensor(a_imgs).to(dev)
             batch["a"] = a
-            batch["a_edit"] = teacher_edit(a, np.stack(full))
+            batch["a_edit"] = teacher_edit(a, full_t)
         return batch
 
 
@@ -164,7 +171,11 @@ def image_loss(out: torch.Tensor, target: torch.Tensor, chroma_weight: float = 0
     diff = out - target
     if chroma_weight <= 0:
         return diff.abs().mean()
-    per_channel = torch.einsum("ij,bjhw->bihw", OPPONENT.to(out.dtype), diff).abs().mean(dim=(0, 2, 3))
+    per_channel = (
+        torch.einsum("ij,bjhw->bihw", OPPONENT.to(dtype=out.dtype, device=out.device), diff)
+        .abs()
+        .mean(dim=(0, 2, 3))
+    )
     return (
         (per_channel[0] + chroma_weight * (per_channel[1] + per_channel[2]))
         * 3.0
@@ -274,6 +285,7 @@ def train_er(
     resume: bool = False,
     log: Callable[[str], None] | None = print,
     image_arrays: Sequence[np.ndarray] | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Train E and R; returns {"step", "losses", "start_step", "wall_time_s", "checkpoint", "model"}.
 
@@ -281,7 +293,9 @@ def train_er(
     call stops, so a run can be split into pieces (`resume=True` continues from
     ``out_dir/last.safetensors``). `images=None` uses the training split of the bundled photos;
     `image_arrays` (HxWx3 float arrays) bypasses files, for tests. ``losses`` are the per-step
-    image L1 values (oracle path during the oracle stage, encoder path afterwards).
+    image L1 values (oracle path during the oracle stage, encoder path afterwards). `device`
+    (default CPU) runs the models and the teacher there, e.g. ``"cuda"`` for the paper config;
+    checkpoints are always written from CPU copies, so a GPU run resumes on a CPU and vice versa.
     """
     cfg = get_config(config)
     stop = int(max_steps if max_steps is not None else cfg.max_steps)
@@ -289,11 +303,14 @@ def train_er(
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, min(2, cfg.num_threads)))
     torch.manual_seed(seed)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
     encoder, renderer = build_er(cfg)
     modules: dict[str, nn.Module] = {"encoder": encoder, "renderer": renderer}
     oracle = ParamEmbedding(cfg.latent_dim) if cfg.oracle_steps > 0 else None
     if oracle is not None:
         modules["oracle"] = oracle
+    for m in modules.values():
+        m.to(dev)
     params = [p for m in modules.values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
@@ -329,7 +346,7 @@ def train_er(
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = sampler.draw(rng, with_reference=stage != "oracle")
+        batch = sampler.draw(rng, with_reference=stage != "oracle", device=dev)
         loss, image = er_loss(encoder, renderer, batch, oracle, stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
