@@ -125,8 +125,16 @@ class AutoSpec(_Strict):
         0.75, gt=0.0, le=1.0, description="probability of keeping each latent group (>= 1 group kept)"
     )
     lut_size: int = Field(33, ge=9, le=129, description="3D LUT size the renderer is baked to")
+    require_toward_reference: bool = Field(
+        True,
+        description="keep an encoder/renderer degradation only if it moves the source's histogram toward"
+        " the reference's unretouched input (else retry with every active group, then fall back to"
+        " random operators)",
+    )
     fit_steps: int = Field(40, ge=0, le=2000, description="Adam steps fitting the corrective params")
-    fit_pixels: int = Field(4096, ge=256, le=1_000_000, description="pixels the fit works at")
+    fit_pixels: int = Field(
+        1024, ge=64, le=1_000_000, description="pixels the fit works at (a square of this area)"
+    )
     scorer: Literal["heuristic", "laion"] = Field(
         "heuristic", description="aesthetic scorer of the source filter"
     )

@@ -438,21 +438,45 @@ def _node_label() -> str:
 
 @dataclass
 class PendingSample:
-    """A rendered sample waiting for its annotation (images are already encoded bytes)."""
+    """A rendered sample waiting for its annotation (images are already encoded bytes).
+
+    The pair may still lack fields a shard-level step fills in (the auto workflow's batched
+    parameter fit); its annotation is submitted once the pair is complete.
+    """
 
     row: PlanRow
     source: LoadedSource
-    protocol: str | None
-    params: dict[str, float] | None
-    params_origin: str | None
-    masks: list[int]
-    preset: dict[str, Any] | None
-    expert_ref: dict[str, Any] | None
+    pair: Pair
     size: tuple[int, int]
     input_bytes: bytes
     target_bytes: bytes
     scores: dict[str, float]
-    annotation: Future[Annotation]
+    image_stats: dict[str, float]
+    annotation: Future[Annotation] | None = None
+
+    @property
+    def protocol(self) -> str | None:
+        return self.pair.protocol
+
+    @property
+    def params(self) -> dict[str, float] | None:
+        return self.pair.params
+
+    @property
+    def params_origin(self) -> str | None:
+        return self.pair.params_origin
+
+    @property
+    def masks(self) -> list[int]:
+        return self.pair.masks
+
+    @property
+    def preset(self) -> dict[str, Any] | None:
+        return self.pair.preset
+
+    @property
+    def expert_ref(self) -> dict[str, Any] | None:
+        return self.pair.expert_ref
 
 
 class ShardContext:
@@ -489,10 +513,11 @@ class ShardContext:
             raise RecordSchemaError(f"{record.get('key')}: {where}: {error.message}") from None
 
     def render_sample(self, row: PlanRow) -> PendingSample:
-        """Phase 1 of a sample: source → pair → encoded images → scores; annotation submitted.
+        """Phase 1 of a sample: source → pair → encoded images → scores.
 
-        Raises SourceError for bad inputs. The annotation request goes out here so that a remote
-        annotator works on earlier samples while later ones render.
+        Raises SourceError for bad inputs. A workflow with a shard-level step (``draft`` +
+        ``complete``) returns a draft pair here; `complete_pending` finishes the shard's drafts in
+        one batch before the annotations are submitted.
         """
         spec, clock = self.spec, self.clock
         clock.start()
@@ -510,7 +535,9 @@ class ShardContext:
         img_u8 = decode_image_u8(base)  # what a reader sees: render from it, not from the float
         img_q = np.divide(img_u8, np.float32(255.0), dtype=np.float32)
         clock.mark("decode")
-        pair: Pair = self.workflows[row.workflow].synthesize(row, img_q, rng)
+        workflow = self.workflows[row.workflow]
+        draft = getattr(workflow, "draft", None)
+        pair: Pair = draft(row, img_q, rng) if draft is not None else workflow.synthesize(row, img_q, rng)
         clock.mark("synthesis")
         input_bytes = base if pair.input is img_q else self.encode(pair.input)
         target_bytes = base if pair.target is img_q else self.encode(pair.target)
@@ -522,37 +549,71 @@ class ShardContext:
             "aesthetic_input": heuristic_score(pair_input),
             "aesthetic_target": heuristic_score(pair_target),
         }
-        request = AnnotationRequest(
-            workflow=row.workflow,
-            params=pair.params or {},
-            masks=pair.masks,
-            seed=row.seed,
-            preset=pair.preset,
-            image_stats=image_stats(pair_input),
-        )
+        stats = image_stats(pair_input)
         clock.mark("scoring")
-        future = self.annotator.submit(request, input_bytes, key=row.key)
-        clock.mark("annotation")
         return PendingSample(
             row=row,
             source=src,
-            protocol=pair.protocol,
-            params=pair.params,
-            params_origin=pair.params_origin,
-            masks=pair.masks,
-            preset=pair.preset,
-            expert_ref=pair.expert_ref,
+            pair=pair,
             size=(int(img.shape[1]), int(img.shape[0])),
             input_bytes=input_bytes,
             target_bytes=target_bytes,
             scores=scores,
-            annotation=future,
+            image_stats=stats,
         )
+
+    def complete_pending(
+        self, pending: list[PendingSample], skip: Callable[[PlanRow, Exception], None]
+    ) -> list[PendingSample]:
+        """Run each workflow's shard-level step over its drafts (one batch per workflow).
+
+        If a batch fails, its samples are completed one by one, so one bad sample costs only
+        itself (skipped with its reason). Returns the samples that are complete.
+        """
+        self.clock.start()
+        done: list[PendingSample] = []
+        by_workflow: dict[str, list[PendingSample]] = {}
+        for p in pending:
+            if hasattr(self.workflows[p.row.workflow], "complete"):
+                by_workflow.setdefault(p.row.workflow, []).append(p)
+            else:
+                done.append(p)
+        for name, group in by_workflow.items():
+            complete = self.workflows[name].complete
+            try:
+                for p, pair in zip(group, complete([p.pair for p in group]), strict=True):
+                    p.pair = pair
+                    done.append(p)
+            except Exception:  # isolate the failing sample(s)
+                for p in group:
+                    try:
+                        p.pair = complete([p.pair])[0]
+                        done.append(p)
+                    except Exception as exc:
+                        skip(p.row, exc)
+        self.clock.mark("synthesis")
+        order = {id(p): i for i, p in enumerate(pending)}
+        return sorted(done, key=lambda p: order[id(p)])
+
+    def submit_annotation(self, p: PendingSample) -> None:
+        """Send the (complete) sample to the annotator; the future is collected in `finish_sample`."""
+        self.clock.start()
+        request = AnnotationRequest(
+            workflow=p.row.workflow,
+            params=p.pair.params or {},
+            masks=p.pair.masks,
+            seed=p.row.seed,
+            preset=p.pair.preset,
+            image_stats=p.image_stats,
+        )
+        p.annotation = self.annotator.submit(request, p.input_bytes, key=p.row.key)
+        self.clock.mark("annotation")
 
     def finish_sample(self, p: PendingSample) -> tuple[dict[str, bytes], dict[str, Any]]:
         """Phase 2: wait for the annotation, assemble and check the record, return tar members."""
         clock = self.clock
         clock.start()
+        assert p.annotation is not None, "submit_annotation() must run before finish_sample()"
         ann = p.annotation.result()  # annotators never raise: failures fall back to the template
         clock.mark("annotation")
         row, ext = p.row, self.spec.image.format
@@ -629,6 +690,9 @@ class ShardContext:
                 pending.append(self.render_sample(row))
             except Exception as exc:  # one bad sample must never cost the shard
                 skip(row, exc)
+        pending = self.complete_pending(pending, skip)
+        for p in pending:
+            self.submit_annotation(p)
         self.annotator.flush()
         with ShardWriter(tar_path) as writer:
             for p in pending:

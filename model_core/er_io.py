@@ -115,6 +115,11 @@ def load_er_checkpoint(
         from model_core.official import load_official_state_dict
 
         cfg = config or PAPER
+        if cfg.pair_stats_dim:
+            raise ValueError(
+                f"{p}: official weights have no pair-statistics branch; pass a config with"
+                f" pair_stats_dim=0 (got {cfg.name!r} with pair_stats_dim={cfg.pair_stats_dim})"
+            )
         state = load_official_state_dict(p)
     else:
         state, meta = read_safetensors(p)

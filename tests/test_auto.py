@@ -102,7 +102,15 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _spec(tiny: dict[str, Path], **auto: object):
-    base = {"expert_db": str(tiny["db"]), "er_checkpoint": str(tiny["ckpt"]), "fit_steps": 10}
+    # The tiny random encoder/renderer's edits are arbitrary, so the "toward the reference" gate
+    # would reroute most samples: these tests check the branch's mechanics with the gate off (the
+    # shipped-checkpoint acceptance test below runs it on).
+    base = {
+        "expert_db": str(tiny["db"]),
+        "er_checkpoint": str(tiny["ckpt"]),
+        "fit_steps": 10,
+        "require_toward_reference": False,
+    }
     return load_spec(workflow="auto", overrides={"auto": {**base, **auto}})
 
 
@@ -245,6 +253,24 @@ def test_acceptance_inverse_degradation_with_the_shipped_encoder_renderer(tmp_pa
     assert min(corr) >= 0.9
     assert np.mean(de) >= 3.0
     assert len(fit_gain) >= 0.9 * n_er and np.mean(np.array(fit_gain) > 0) >= 0.9
+    # Without the gate (`require_toward_reference`), the raw encoder/renderer inverse edits: most
+    # must already move toward the reference input; the gate reroutes the rest to random operators.
+    auto = {
+        "supplementary_fraction": 0.0,
+        "expert_db": str(db.path),
+        "knn_k": 1,
+        "require_toward_reference": False,
+    }
+    wf = AutoWorkflow(load_spec(workflow="auto", overrides={"auto": auto}))
+    raw = []
+    for i, img in enumerate(retouched_sources(12)):
+        pair = wf.synthesize(ROW, img, np.random.default_rng(i))
+        if pair.expert_ref is not None:
+            ref_in = wf.db.features_input[wf.db.ids.index(pair.expert_ref["id"])]
+            d0 = feature_distance(histogram_features(img), ref_in, "hellinger")
+            raw.append(feature_distance(histogram_features(pair.input), ref_in, "hellinger") < d0)
+    print(f"ungated: ER samples {len(raw)}/12, moved toward the reference input {np.mean(raw):.2f}")
+    assert len(raw) >= 9 and np.mean(raw) >= 0.5
 
 
 # ----------------------------------------------------------------------------------------------

@@ -162,7 +162,13 @@ def _official_state(cfg: ERConfig) -> dict[str, torch.Tensor]:
 
 
 def test_official_mapping_round_trip(tmp_path) -> None:
-    for cfg in (PAPER, CPU):
+    with pytest.raises(
+        ValueError, match="pair-statistics"
+    ):  # the cpu config's extra branch has no official keys
+        path = tmp_path / "x.pth"
+        torch.save({}, path)
+        load_er_checkpoint(path, config=CPU)
+    for cfg in (PAPER, CPU.with_(pair_stats_dim=0)):
         official = _official_state(cfg)
         path = tmp_path / f"encoder_renderer_{cfg.name}.pth"
         torch.save({"model_state_dict": {"module." + k: v for k, v in official.items()}, "epoch": 1}, path)

@@ -70,6 +70,10 @@ def preflight(spec: PipelineSpec) -> None:
         raise ExpertDBError(f"{db}: not an expert DB; build one with `aether expert-db build … --out {db}`")
 
 
+FIT_REQUEST = "fit_request"
+"""`Pair.extra` key of a draft's pending fit: (degraded input, target, latent group masks)."""
+
+
 class AutoWorkflow:
     """input = degraded source (encoder/renderer or random operators), target = source."""
 
@@ -110,6 +114,50 @@ class AutoWorkflow:
         self.index = KnnIndex(self.db.features_target, cfg.distance)
 
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        """One complete pair (`draft` + `complete` on a batch of one)."""
+        return self.complete([self.draft(row, image, rng)])[0]
+
+    def complete(self, pairs: list[Pair]) -> list[Pair]:
+        """Fit the corrective parameters of every encoder/renderer draft in one batch.
+
+        The runtime calls this once per shard: the develop engine's cost at the fit's size is per
+        call, so a batch of a shard's fits costs a fraction of fitting them one by one.
+        """
+        from aether_data.fit import fit_params_batch
+
+        todo = [i for i, p in enumerate(pairs) if FIT_REQUEST in p.extra]
+        if not todo:
+            return pairs
+        cfg = self.spec.auto
+        requests = [pairs[i].extra[FIT_REQUEST] for i in todo]
+        fits = fit_params_batch(
+            [r[0] for r in requests],
+            [r[1] for r in requests],
+            [r[2] for r in requests],
+            steps=cfg.fit_steps,
+            pixels=cfg.fit_pixels,
+        )
+        out = list(pairs)
+        for i, fit in zip(todo, fits, strict=True):
+            draft = pairs[i]
+            fix_masks = P.masks(fit.params)
+            expert_ref = dict(draft.expert_ref or {})
+            expert_ref["fit_psnr_before"] = round(float(fit.psnr_before), 3)
+            expert_ref["fit_psnr_after"] = round(float(fit.psnr_after), 3)
+            out[i] = Pair(
+                input=draft.input,
+                target=draft.target,
+                params=fit.params,
+                params_origin="fitted",
+                protocol=protocol_for_masks(fix_masks),
+                masks=fix_masks,
+                expert_ref=expert_ref,
+                extra={k: v for k, v in draft.extra.items() if k != FIT_REQUEST},
+            )
+        return out
+
+    def draft(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        """The pair without its fitted parameters (an encoder/renderer sample carries a fit request)."""
         cfg = self.spec.auto
         if self.scorer is not None and cfg.min_source_score is not None:
             score = float(self.scorer.score_batch([image])[0])
@@ -157,9 +205,31 @@ class AutoWorkflow:
                 return row, float(dist[0, rank]), rank, k
         return None
 
-    def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
-        from aether_data.fit import fit_params
+    def _toward_reference(
+        self, image: np.ndarray, degraded: np.ndarray, ref: int, masks: list[int], full: list[int]
+    ) -> tuple[np.ndarray, list[int]] | None:
+        """(degraded, masks) if the degradation moves the histogram toward the reference's input.
 
+        The premise of inverse degradation is that the degraded photo looks like the expert's
+        *unretouched* input. A learned inverse edit applied to another photo can overshoot (e.g.
+        un-brightening a photo whose highlights are already compressed); such a sample is retried
+        with every active latent group, then given up (None: the caller uses random operators).
+        """
+        from aether_data.expert_db import feature_distance, histogram_features
+
+        assert self.db is not None and self.degrader is not None
+        target = self.db.features_input[ref]
+        kind = self.spec.auto.distance
+        before = feature_distance(histogram_features(image), target, kind)
+        if feature_distance(histogram_features(degraded), target, kind) < before:
+            return degraded, masks
+        if full != masks and any(full):
+            retry = self.degrader.degrade(image, self.db.z_inv[ref], full, key=ref)
+            if feature_distance(histogram_features(retry), target, kind) < before:
+                return retry, full
+        return None
+
+    def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
         assert self.degrader is not None and self.db is not None
         cfg = self.spec.auto
         found = self.retrieve(image, rng)
@@ -167,17 +237,21 @@ class AutoWorkflow:
             return self._supplementary(image, rng)
         ref, distance, rank, k = found
         effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
-        masks = draw_group_masks(rng, cfg.mask_keep_prob, [e >= GROUP_ACTIVE_THRESHOLD for e in effects])
+        active = [e >= GROUP_ACTIVE_THRESHOLD for e in effects]
+        masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
         degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, key=ref)
-        fit = fit_params(degraded, image, groups=masks, steps=cfg.fit_steps, pixels=cfg.fit_pixels)
-        fix_masks = P.masks(fit.params)
+        if cfg.require_toward_reference:
+            checked = self._toward_reference(image, degraded, ref, masks, [int(a) for a in active])
+            if checked is None:  # the inverse edit pushes this photo away from an unretouched look
+                return self._supplementary(image, rng)
+            degraded, masks = checked
         return Pair(
             input=degraded,
             target=image,
-            params=fit.params,
+            params=None,
             params_origin="fitted",
-            protocol=protocol_for_masks(fix_masks),
-            masks=fix_masks,
+            protocol=None,
+            masks=[0, 0, 0],
             expert_ref={
                 "id": self.db.ids[ref],
                 "distance": round(distance, 6),
@@ -186,7 +260,6 @@ class AutoWorkflow:
                 "distance_kind": cfg.distance,
                 "latent_masks": masks,
                 "group_effects": [round(e, 5) for e in effects],
-                "fit_psnr_before": round(float(fit.psnr_before), 3),
-                "fit_psnr_after": round(float(fit.psnr_after), 3),
             },
+            extra={FIT_REQUEST: (degraded, image, tuple(masks))},
         )
