@@ -124,7 +124,12 @@ class AutoSpec(_Strict):
     mask_keep_prob: float = Field(
         0.75, gt=0.0, le=1.0, description="probability of keeping each latent group (>= 1 group kept)"
     )
-    lut_size: int = Field(33, ge=9, le=129, description="3D LUT size the renderer is baked to")
+    lut_size: int = Field(
+        25,
+        ge=9,
+        le=129,
+        description="3D LUT size the renderer is baked to (25: ≥ 46 dB from the network, 2.4× cheaper than 33)",
+    )
     require_toward_reference: bool = Field(
         True,
         description="keep an encoder/renderer degradation only if it moves the source's histogram toward"

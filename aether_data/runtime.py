@@ -895,9 +895,11 @@ def _execute(
             "out_dir": str(out_dir),
             "sources": [sources_ref],  # in a list: resolved by the actor, not by Ray Data
         },
-        # one shard in flight per actor: a shard is seconds of work, so queueing more on the first
-        # actor to start only unbalances nodes (and makes the tail wait on one actor)
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items)), max_tasks_in_flight_per_actor=1),
+        # two shards in flight per actor: the next shard is already queued when one finishes, so
+        # an actor never idles while the driver notices and dispatches (with 1 in flight the 2-worker
+        # busy-window speed-up on 2 cores was 1.34×, with 2 it is 1.6–1.7×); more would only let the
+        # first actor to start hoard shards and make the tail wait on it
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items)), max_tasks_in_flight_per_actor=2),
         num_cpus=1,
         num_gpus=spec.annotator.num_gpus or None,  # a qwen-vl annotator on the GPU
     )  # Ray Data restarts dead actors and retries their tasks by default (max_restarts=-1)

@@ -350,3 +350,22 @@ def test_no_argument_auto_build_under_two_minutes(tmp_path: Path) -> None:
     assert audit.returncode == 0, audit.stdout + audit.stderr
     print(f"default auto build: {seconds:.1f} s")
     assert seconds < 120
+
+
+@needs_shipped_er
+def test_default_lut_size_stays_close_to_the_renderer() -> None:
+    """The auto workflow bakes the renderer at `auto.lut_size` (default 25): on a real photo and the
+    demo DB's inverse latents, the 8-bit LUT path stays ≥ 45 dB from the network itself."""
+    import torch
+
+    wf = AutoWorkflow(load_spec(workflow="auto", overrides={"auto": {"supplementary_fraction": 0.0}}))
+    img = sources(1, 256)[0]
+    x = torch.from_numpy(img).permute(2, 0, 1)[None]
+    worst = 99.0
+    for row in range(0, len(wf.db.ids), max(1, len(wf.db.ids) // 8)):
+        with torch.no_grad():
+            direct = (
+                wf.degrader.renderer(x, torch.from_numpy(wf.db.z_inv[row])[None])[0].permute(1, 2, 0).numpy()
+            )
+        worst = min(worst, _psnr(wf.degrader.degrade(img, wf.db.z_inv[row], (1, 1, 1)), direct))
+    assert wf.degrader.lut_size == 25 and worst >= 45.0, worst
