@@ -210,7 +210,7 @@ def build(
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
     from aether_data.config import SpecError, load_spec
-    from aether_data.runtime import BuildError, run_build
+    from aether_data.runtime import BuildError, catch_interrupts, run_build
 
     if workflow is None and config is None:
         workflow = "auto"
@@ -248,6 +248,7 @@ def build(
         f"{spec.samples_per_shard}/shard · seed {spec.seed} · {spec.runtime.workers} workers → {out_dir}"
     )
     progress = None if quiet else BuildProgress(err)
+    catch_interrupts()
     try:
         summary = run_build(spec, out_dir, progress=progress)
     except BuildError as exc:

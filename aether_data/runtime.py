@@ -15,9 +15,11 @@ import logging
 import math
 import os
 import secrets
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter, OrderedDict
@@ -906,6 +908,27 @@ def _execute(
     yield from ds.iter_rows()
 
 
+INTERRUPTED = threading.Event()
+"""Set by `catch_interrupts`' SIGINT handler. A KeyboardInterrupt raised while Ray Data's iterator
+is in its own cleanup can be swallowed there (seen once in CI: a build interrupted after two shards
+ran to completion); the build loop checks this flag after every shard, so Ctrl-C always stops it."""
+
+
+def catch_interrupts(keep: bool = False) -> None:
+    """Install the SIGINT handler behind `INTERRUPTED` (main thread only; keeps KeyboardInterrupt).
+
+    ``keep=True`` re-installs it without clearing a Ctrl-C that already arrived."""
+    if not keep:
+        INTERRUPTED.clear()
+
+    def handler(signum: int, frame: Any) -> None:
+        INTERRUPTED.set()
+        signal.default_int_handler(signum, frame)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
 def run_build(
     spec: PipelineSpec, out_dir: str | Path | storage.RemotePath, progress: Any | None = None
 ) -> BuildSummary:
@@ -956,7 +979,11 @@ def run_build(
         progress.start(total_shards=len(names), reused=summary.shards_reused, todo=len(todo))
     if todo:
         init_ray(spec.runtime.ray_address, spec.runtime.workers)
+        if INTERRUPTED.is_set() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            catch_interrupts(keep=True)  # ours again, in case Ray installed its own handler
         for res in _execute(spec, out, todo, spec.runtime.workers, sources):
+            if INTERRUPTED.is_set():  # a Ctrl-C that a library swallowed still stops the build
+                raise KeyboardInterrupt
             if res["ok"]:
                 summary.shards_built += 1
                 summary.samples_written += int(res["samples"])
@@ -972,6 +999,8 @@ def run_build(
                 summary.failed.append((res["name"], res["error"]))
             if progress is not None:
                 progress.update(res)
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
     summary.reasons = dict(reasons)
     summary.stage_seconds = {k: round(stages[k], 4) for k in STAGES if k in stages}
     summary.nodes = dict(sorted(nodes.items()))
