@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_core.data import DataSpec, TokenSpec, discover_shards, make_loader
+from model_core.train.optim_state import load_optimizer_state, optimizer_tensors
 from model_core.vlm import (
     GenerationSpec,
     ModelConfig,
@@ -311,25 +311,6 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
 # checkpoints
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, st in sd["state"].items():
-        for name, val in st.items():
-            t = val if torch.is_tensor(val) else torch.tensor(val)
-            tensors[f"optim.{idx}.{name}"] = t.detach().cpu().contiguous().clone()
-    return tensors, json.dumps(sd["param_groups"])
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], groups: str) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, val in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = val
-    opt.load_state_dict({"state": state, "param_groups": json.loads(groups)})
-
-
 def save_train_state(
     path: Path,
     module: VeraRetouch,
@@ -345,7 +326,7 @@ def save_train_state(
     resumed run is reproducible, though not bit-identical to an uninterrupted one.
     """
     tensors = {f"model.{k}": v for k, v in state_tensors(module).items()}
-    opt_t, groups = _optimizer_tensors(opt)
+    opt_t, groups = optimizer_tensors(opt)
     tensors.update(opt_t)
     meta = {
         "format": TRAIN_FORMAT,
@@ -371,7 +352,7 @@ def load_train_state(
         raise ValueError(f"{path}: saved config differs from the requested one; refusing to resume")
     model_t = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     module.load_state_dict(model_t, strict=True)
-    _load_optimizer(opt, tensors, meta["optim.param_groups"])
+    load_optimizer_state(opt, tensors, meta["optim.param_groups"])
     return int(meta["step"])
 
 

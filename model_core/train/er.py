@@ -59,6 +59,7 @@ from model_core.er_io import (
 )
 from model_core.renderer import RetouchRenderer
 from model_core.teacher import teacher_edit
+from model_core.train.optim_state import load_optimizer_state, optimizer_tensors
 
 TRAIN_FORMAT = "aether-er-train/2"
 LAST = "last.safetensors"
@@ -216,27 +217,6 @@ def er_loss(
     return total, image
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
-    """Optimizer state → flat tensors + JSON of the param groups (safetensors holds no objects)."""
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, st in sd["state"].items():
-        for name, val in st.items():
-            t = val if torch.is_tensor(val) else torch.tensor(val)
-            tensors[f"optim.{idx}.{name}"] = t.detach().cpu().contiguous().clone()
-    return tensors, json.dumps(sd["param_groups"])
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups_json: str) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, val in tensors.items():
-        if not key.startswith("optim."):
-            continue
-        _, idx, name = key.split(".", 2)
-        state.setdefault(int(idx), {})[name] = val
-    opt.load_state_dict({"state": state, "param_groups": json.loads(groups_json)})
-
-
 def save_train_checkpoint(
     path: Path,
     modules: dict[str, nn.Module],
@@ -252,7 +232,7 @@ def save_train_checkpoint(
     for prefix, module in modules.items():
         for k, v in module.state_dict().items():
             tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous().clone()
-    opt_t, groups = _optimizer_tensors(opt)
+    opt_t, groups = optimizer_tensors(opt)
     tensors.update(opt_t)
     tensors["rng.torch"] = torch.get_rng_state().clone()
     meta = {
@@ -325,7 +305,7 @@ def train_er(
             )
         for prefix, module in modules.items():
             load_state_strict(module, split_prefixed(tensors, prefix + "."), f"{last} ({prefix})")
-        _load_optimizer(opt, tensors, meta["optim.param_groups"])
+        load_optimizer_state(opt, tensors, meta["optim.param_groups"])
         rng.bit_generator.state = json.loads(meta["rng.numpy"])
         torch.set_rng_state(tensors["rng.torch"])
         step = int(meta["step"])
