@@ -359,11 +359,6 @@ def decode_image_u8(data: bytes) -> np.ndarray:
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
-def decode_image_bytes(data: bytes) -> np.ndarray:
-    """`decode_image_u8` as float32 in [0, 1] (the same values as float32(u8) / 255)."""
-    return np.divide(decode_image_u8(data), np.float32(255.0), dtype=np.float32)
-
-
 class FaultPlan:
     """Deliberate faults for reliability tests, from `AETHER_FAULTS` (comma-separated).
 
@@ -455,30 +450,6 @@ class PendingSample:
     scores: dict[str, float]
     image_stats: dict[str, float]
     annotation: Future[Annotation] | None = None
-
-    @property
-    def protocol(self) -> str | None:
-        return self.pair.protocol
-
-    @property
-    def params(self) -> dict[str, float] | None:
-        return self.pair.params
-
-    @property
-    def params_origin(self) -> str | None:
-        return self.pair.params_origin
-
-    @property
-    def masks(self) -> list[int]:
-        return self.pair.masks
-
-    @property
-    def preset(self) -> dict[str, Any] | None:
-        return self.pair.preset
-
-    @property
-    def expert_ref(self) -> dict[str, Any] | None:
-        return self.pair.expert_ref
 
 
 class ShardContext:
@@ -618,21 +589,21 @@ class ShardContext:
         assert p.annotation is not None, "submit_annotation() must run before finish_sample()"
         ann = p.annotation.result()  # annotators never raise: failures fall back to the template
         clock.mark("annotation")
-        row, ext = p.row, self.spec.image.format
+        row, ext, pair = p.row, self.spec.image.format, p.pair
         record = {
             "key": row.key,
             "task": TASK_TOKENS[row.workflow],
             "workflow": row.workflow,
-            "protocol": p.protocol,
+            "protocol": pair.protocol,
             "instructions": ann.instructions,
             "prompt": ann.prompt,
             "completion": ann.completion,
             "reasoning": ann.reasoning,
-            "params": P.normalised_dict(p.params, decimals=6) if p.params is not None else None,
-            "params_origin": p.params_origin,
-            "masks": p.masks,
-            "preset": _preset_record(p.preset),
-            "expert_ref": p.expert_ref,
+            "params": P.normalised_dict(pair.params, decimals=6) if pair.params is not None else None,
+            "params_origin": pair.params_origin,
+            "masks": pair.masks,
+            "preset": _preset_record(pair.preset),
+            "expert_ref": pair.expert_ref,
             "source": {
                 "uri": _display_uri(row.source_uri),
                 "sha256": p.source.sha256,
@@ -651,13 +622,13 @@ class ShardContext:
         fields = {
             "workflow": row.workflow,
             "task": record["task"],
-            "protocol": p.protocol,
-            "preset_id": (p.preset or {}).get("id"),
-            "expert_ref": (p.expert_ref or {}).get("id"),
+            "protocol": pair.protocol,
+            "preset_id": (pair.preset or {}).get("id"),
+            "expert_ref": (pair.expert_ref or {}).get("id"),
             "annotator": ann.annotator.get("name"),
             "attempts": ann.annotator.get("attempts", 0),
             "fallback_reason": ann.annotator.get("fallback_reason"),
-            "params_origin": p.params_origin,
+            "params_origin": pair.params_origin,
             "score_input": p.scores["aesthetic_input"],
             "score_target": p.scores["aesthetic_target"],
         }
@@ -914,19 +885,27 @@ is in its own cleanup can be swallowed there (seen once in CI: a build interrupt
 ran to completion); the build loop checks this flag after every shard, so Ctrl-C always stops it."""
 
 
-def catch_interrupts(keep: bool = False) -> None:
-    """Install the SIGINT handler behind `INTERRUPTED` (main thread only; keeps KeyboardInterrupt).
+def _interrupt_handler(signum: int, frame: Any) -> None:
+    INTERRUPTED.set()
+    signal.default_int_handler(signum, frame)  # still raises KeyboardInterrupt
 
-    ``keep=True`` re-installs it without clearing a Ctrl-C that already arrived."""
-    if not keep:
-        INTERRUPTED.clear()
 
-    def handler(signum: int, frame: Any) -> None:
-        INTERRUPTED.set()
-        signal.default_int_handler(signum, frame)
+_installed_handler = False
 
+
+def catch_interrupts() -> None:
+    """Install the SIGINT handler behind `INTERRUPTED` (the CLI does; main thread only)."""
+    global _installed_handler
+    INTERRUPTED.clear()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, _interrupt_handler)
+        _installed_handler = True
+
+
+def _keep_interrupt_handler() -> None:
+    """Put our handler back if something (Ray's start-up) replaced it; never install it uninvited."""
+    if _installed_handler and signal.getsignal(signal.SIGINT) is not _interrupt_handler:
+        signal.signal(signal.SIGINT, _interrupt_handler)
 
 
 def run_build(
@@ -979,8 +958,7 @@ def run_build(
         progress.start(total_shards=len(names), reused=summary.shards_reused, todo=len(todo))
     if todo:
         init_ray(spec.runtime.ray_address, spec.runtime.workers)
-        if INTERRUPTED.is_set() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            catch_interrupts(keep=True)  # ours again, in case Ray installed its own handler
+        _keep_interrupt_handler()
         for res in _execute(spec, out, todo, spec.runtime.workers, sources):
             if INTERRUPTED.is_set():  # a Ctrl-C that a library swallowed still stops the build
                 raise KeyboardInterrupt
