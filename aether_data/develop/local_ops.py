@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from aether_data.presets.model import PresetSettings, coerce_settings
+from aether_data.sources import box_shrink
 
 from .color import linear_to_srgb, luminance, smoothstep, srgb_to_linear
 
@@ -58,13 +59,6 @@ at 1/s resolution (s = radius // 4) and the linear coefficients upsampled, ~s² 
 output still follows the full-resolution guide, so edges stay sharp."""
 
 
-def _shrink(x: np.ndarray, s: int) -> np.ndarray:
-    """Exact s×s box mean (the image is cropped to a multiple of s; OpenCV's integer INTER_AREA)."""
-    h, w = x.shape[:2]
-    h2, w2 = max(s, h - h % s), max(s, w - w % s)
-    return cv2.resize(x[:h2, :w2], (w2 // s, h2 // s), interpolation=cv2.INTER_AREA)
-
-
 def _guided_coefficients(
     guide: np.ndarray, src: np.ndarray, radius: int, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +79,14 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     if s < 2 or min(guide.shape[:2]) < 4 * s:
         a, b = _guided_coefficients(guide, src, radius, eps)
         return (a * guide + b).astype(np.float32)
+    return _fast_guided(guide, box_shrink(src, s), s, radius, eps)
+
+
+def _fast_guided(guide: np.ndarray, src_small: np.ndarray, s: int, radius: int, eps: float) -> np.ndarray:
+    """Fast guided filter: coefficients from the 1/s-shrunk guide and a source already at 1/s,
+    upsampled and applied to the full-resolution guide."""
     h, w = guide.shape[:2]
-    a, b = _guided_coefficients(_shrink(guide, s), _shrink(src, s), max(1, round(radius / s)), eps)
+    a, b = _guided_coefficients(box_shrink(guide, s), src_small, max(1, round(radius / s)), eps)
     a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
     return (a * guide + b).astype(np.float32)
@@ -132,7 +132,7 @@ still follows the full-resolution luma (~5× cheaper at 512 px)."""
 def _transmission(image: np.ndarray, short: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(transmission before refinement, atmospheric light, shrink factor) by the dark-channel prior."""
     s = 4 if short >= DEHAZE_SHRINK_MIN_SHORT else 1
-    work = _shrink(image, s) if s > 1 else image
+    work = box_shrink(image, s)
     patch = max(3, round(DEHAZE_PATCH * short / s)) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
     dark = cv2.erode(_channel_min(work), kernel)
@@ -152,14 +152,9 @@ def dehaze(image: np.ndarray, amount: float) -> np.ndarray:
     raw, atmos, s = _transmission(image, short)
     y = luminance(image[..., 0], image[..., 1], image[..., 2]).astype(np.float32)
     radius = max(2, round(0.04 * short))
-    if s > 1:  # fast guided filter: coefficients from the shrunk luma and the low-res transmission
-        h, w = y.shape
-        a, b = _guided_coefficients(_shrink(y, s), raw, max(1, round(radius / s)), 1e-3)
-        a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
-        b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
-        trans = np.clip(a * y + b, 0.0, 1.0)
-    else:
-        trans = np.clip(guided_filter(y, raw, radius, 1e-3), 0.0, 1.0)
+    # the transmission is already at 1/s: refine it with the fast guided filter on the full luma
+    refined = _fast_guided(y, raw, s, radius, 1e-3) if s > 1 else guided_filter(y, raw, radius, 1e-3)
+    trans = np.clip(refined, 0.0, 1.0)
     if amount > 0:
         t = 1.0 - amount * (1.0 - trans)
         t = np.maximum(t, DEHAZE_T_MIN)[..., None]

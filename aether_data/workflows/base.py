@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from aether_data.config import PipelineSpec
 from aether_data.develop.color import luminance
+from aether_data.sources import box_shrink
 
 TASK_TOKENS: dict[str, str] = {
     "param": "<Professional_Retouch_Task>",
@@ -106,17 +106,11 @@ def augment(image: np.ndarray, rng: np.random.Generator, spec: PipelineSpec) -> 
 def image_stats(image: np.ndarray) -> dict[str, float]:
     """Cheap global statistics the template annotator uses to describe a photo.
 
-    Computed on a thumbnail box-averaged to a short edge of 64–127 px (float [0, 1] or uint8 input): the statistics are
-    global, so the full-resolution pass would only add cost.
+    Computed on a thumbnail box-averaged to a short edge of 64–127 px (float [0, 1] or uint8
+    input): the statistics are global, so the full-resolution pass would only add cost.
     """
     arr = np.asarray(image)
-    h, w = arr.shape[:2]
-    k = min(h, w) // 64  # integer box factor: OpenCV's fast exact-mean path
-    small = (
-        cv2.resize(arr[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
-        if k > 1
-        else arr
-    )
+    small = box_shrink(arr, min(arr.shape[:2]) // 64)
     small = (
         np.divide(small, np.float32(255.0), dtype=np.float32)
         if small.dtype == np.uint8
