@@ -184,17 +184,16 @@ class AutoWorkflow:
             extra={"degradation": P.normalised_dict(degradation, decimals=4)},
         )
 
-    def retrieve(self, image: np.ndarray, rng: np.random.Generator) -> tuple[int, float, int, int] | None:
-        """(DB row, distance, rank, k) of the reference, or None when no candidate edits anything.
+    def retrieve(self, features: np.ndarray, rng: np.random.Generator) -> tuple[int, float, int, int] | None:
+        """(DB row, distance, rank, k) of the reference for a source's histogram `features`, or None
+        when no candidate edits anything.
 
         The rank is drawn by the seed among the k nearest targets; a candidate whose inverse edit
         is a no-op for every latent group (see `ERDegrader.group_effects`) would give input ==
         target, so the next rank (cyclically) is taken instead.
         """
-        from aether_data.expert_db import histogram_features
-
         assert self.index is not None and self.degrader is not None and self.db is not None
-        dist, rows = self.index.search(histogram_features(image), self.spec.auto.knn_k)
+        dist, rows = self.index.search(features, self.spec.auto.knn_k)
         k = rows.shape[1]
         start = int(rng.integers(k))
         for step in range(k):
@@ -206,7 +205,13 @@ class AutoWorkflow:
         return None
 
     def _toward_reference(
-        self, image: np.ndarray, degraded: np.ndarray, ref: int, masks: list[int], full: list[int]
+        self,
+        image: np.ndarray,
+        features: np.ndarray,
+        degraded: np.ndarray,
+        ref: int,
+        masks: list[int],
+        full: list[int],
     ) -> tuple[np.ndarray, list[int]] | None:
         """(degraded, masks) if the degradation moves the histogram toward the reference's input.
 
@@ -220,7 +225,7 @@ class AutoWorkflow:
         assert self.db is not None and self.degrader is not None
         target = self.db.features_input[ref]
         kind = self.spec.auto.distance
-        before = feature_distance(histogram_features(image), target, kind)
+        before = feature_distance(features, target, kind)
         if feature_distance(histogram_features(degraded), target, kind) < before:
             return degraded, masks
         if full != masks and any(full):
@@ -232,7 +237,10 @@ class AutoWorkflow:
     def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
         assert self.degrader is not None and self.db is not None
         cfg = self.spec.auto
-        found = self.retrieve(image, rng)
+        from aether_data.expert_db import histogram_features
+
+        features = histogram_features(image)  # the kNN query and the gate's starting point
+        found = self.retrieve(features, rng)
         if found is None:  # every nearby expert edit is a no-op under these weights
             return self._supplementary(image, rng)
         ref, distance, rank, k = found
@@ -241,7 +249,7 @@ class AutoWorkflow:
         masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
         degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, key=ref)
         if cfg.require_toward_reference:
-            checked = self._toward_reference(image, degraded, ref, masks, [int(a) for a in active])
+            checked = self._toward_reference(image, features, degraded, ref, masks, [int(a) for a in active])
             if checked is None:  # the inverse edit pushes this photo away from an unretouched look
                 return self._supplementary(image, rng)
             degraded, masks = checked
