@@ -253,10 +253,12 @@ class StubServer:
                     status, data, delay = stub._answer(json.loads(raw))
                     if delay > 0:
                         time.sleep(delay)
-                    self._send(status, data)
                 finally:
+                    # leave before answering: once the client has the answer it may send its next
+                    # request before this thread runs again, which counted one request twice
                     with stub._lock:
                         stub.in_flight -= 1
+                self._send(status, data)
 
         return Handler
 
