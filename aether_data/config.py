@@ -90,8 +90,8 @@ class StyleSpec(_Strict):
     lut_size: int = Field(33, ge=9, le=129)
     lut_interpolation: Literal["tetrahedral", "trilinear", "u8"] = Field(
         "u8",
-        description="u8 = 8-bit trilinear (Pillow): ~2× faster than the float paths and ≥ 50 dB from the"
-        " exact render; tetrahedral / trilinear = float interpolation",
+        description="u8 = 8-bit tetrahedral (compiled kernel): several times faster than the float paths"
+        " and ≥ 50 dB from the exact render; tetrahedral / trilinear = float interpolation",
     )
     instruction_variants: int = Field(3, ge=3, le=10)
 
@@ -138,7 +138,10 @@ class AutoSpec(_Strict):
     )
     fit_steps: int = Field(40, ge=0, le=2000, description="Adam steps fitting the corrective params")
     fit_pixels: int = Field(
-        1024, ge=64, le=1_000_000, description="pixels the fit works at (a square of this area)"
+        256,
+        ge=64,
+        le=1_000_000,
+        description="pixels the fit works on (a square grid of this many pixels sampled from the pair)",
     )
     scorer: Literal["heuristic", "laion"] = Field(
         "heuristic", description="aesthetic scorer of the source filter"

@@ -6,8 +6,8 @@ the stored JPEG/PNG encodes exactly what later stages saw):
 - **encoder/renderer** (`ERDegrader`): an expert pair (input → target) is encoded backwards,
   ``z_inv = E(target, input)``, i.e. the edit that takes a retouched photo back to its unretouched
   state. ``R(source; masks · z_inv)`` applies it to a new photo. For a fixed z the renderer is a
-  per-pixel colour map, so it is baked once into a 3D LUT and applied at full resolution
-  (Pillow's C trilinear lookup in 8 bits, as the develop engine's fast path).
+  per-pixel colour map, so it is baked into a 3D LUT and applied at full resolution in 8 bits
+  (the develop engine's fast path); only the lattice vertices the photo reads are evaluated.
 - **random operators** (`random_operator_degradation`, the paper's supplementary branch): sliders
   drawn from the operator statistics with each parameter's `degrade_sign`, so the corrective
   parameters are known exactly (their negation, first order).
@@ -23,16 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from aether_data.develop import apply_lut_u8, render_lut8
+from aether_data.develop import apply_lut_u8, bake_lut_for, render_lut8
 from aether_data.fit import single_thread
 from aether_data.sampling import PROTOCOLS, OperatorStats, sample_params
+from aether_data.sources import as_float01
 
 LUT_CACHE_SIZE = 32
+"""Small renderer lattices (group effects) kept per worker, keyed by (DB row, masks)."""
 GROUP_EFFECT_LUT = 9
 GROUP_ACTIVE_THRESHOLD = 0.004
 """A latent group is active when rendering it alone moves colours by at least this much on average
 (mean |Δ| over a 9³ lattice, [0, 1] units; about 1/255) relative to the all-masked latent."""
-"""Baked renderer LUTs kept per worker, keyed by (DB row, masks): DB rows are reused across samples."""
 
 
 def corrective_params(degradation: dict[str, float]) -> dict[str, float]:
@@ -60,9 +61,17 @@ def negation_restores(image_small: np.ndarray, degradation: dict[str, float], ma
 
 
 def random_operator_degradation(
-    rng: np.random.Generator, image: np.ndarray, stats: OperatorStats, lut_size: int = 33, max_tries: int = 4
+    rng: np.random.Generator,
+    image: np.ndarray,
+    stats: OperatorStats,
+    lut_size: int = 33,
+    max_tries: int = 4,
+    dtype: type = np.float32,
 ) -> tuple[str, dict[str, float], np.ndarray]:
     """(protocol, degrading sliders, degraded image): the supplementary branch.
+
+    ``image`` is float in [0, 1] or uint8; the degraded image is float32 in 1/255 steps, or uint8
+    with ``dtype=np.uint8``.
 
     Draws until the known corrective params (the negation) actually restore the photo on a small
     copy (`negation_restores`), at most `max_tries` draws; the last draw is kept otherwise.
@@ -71,14 +80,14 @@ def random_operator_degradation(
 
     h, w = image.shape[:2]
     s = min(1.0, float(np.sqrt(4096 / (h * w))))
-    small = cv2.resize(np.asarray(image, np.float32), (max(4, round(w * s)), max(4, round(h * s))),
+    small = cv2.resize(as_float01(image), (max(4, round(w * s)), max(4, round(h * s))),
                        interpolation=cv2.INTER_AREA)  # fmt: skip
     for _ in range(max_tries):
         protocol = PROTOCOLS[int(rng.integers(len(PROTOCOLS)))]
         _, degradation = sample_params(rng, protocol, stats, degrade=True)
         if negation_restores(small, degradation):
             break
-    return protocol, degradation, render_lut8(image, degradation, lut_size)
+    return protocol, degradation, render_lut8(image, degradation, lut_size, dtype)
 
 
 def draw_group_masks(
@@ -200,7 +209,32 @@ class ERDegrader:
             self._effects[key] = out
         return out
 
-    def degrade(self, image: np.ndarray, z: np.ndarray, masks: Sequence[int], key: Any = None) -> np.ndarray:
-        """``R(image; masks · z)`` at full resolution through the baked LUT; float32 in 1/255 steps."""
-        out = apply_lut_u8(to_u8(image), self.lut(z, masks, key))
-        return np.divide(out, np.float32(255.0), dtype=np.float32)
+    def degrade(
+        self,
+        image: np.ndarray,
+        z: np.ndarray,
+        masks: Sequence[int],
+        key: Any = None,
+        dtype: type = np.float32,
+    ) -> np.ndarray:
+        """``R(image; masks · z)`` at full resolution through an 8-bit LUT: float32 in 1/255 steps, or
+        uint8 with ``dtype=np.uint8``. ``image`` is float in [0, 1] or uint8.
+
+        The LUT is baked only where this photo reads it (`bake_lut_for`, typically 10-20 % of the
+        lattice, the renderer MLP being the cost), so the result depends on this sample alone.
+        `key` is accepted for symmetry with `lut` (no cache is needed).
+        """
+        import torch
+
+        from model_core.encoder import apply_masks
+
+        u8 = to_u8(image)
+        zt = apply_masks(torch.as_tensor(np.asarray(z, np.float32)).reshape(1, -1), list(masks))
+
+        def evaluate(points: np.ndarray) -> np.ndarray:
+            with torch.no_grad(), single_thread():
+                out = self.renderer.render_points(torch.from_numpy(points), zt)
+            return np.clip(out.numpy(), 0.0, 1.0)
+
+        out = apply_lut_u8(u8, bake_lut_for(u8, self.lut_size, evaluate))
+        return out if np.dtype(dtype) == np.uint8 else as_float01(out)

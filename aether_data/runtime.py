@@ -506,18 +506,21 @@ class ShardContext:
         base = self.encode(img)
         clock.mark("encode")
         img_u8 = decode_image_u8(base)  # what a reader sees: render from it, not from the float
-        img_q = np.divide(img_u8, np.float32(255.0), dtype=np.float32)
-        clock.mark("decode")
         workflow = self.workflows[row.workflow]
+        if getattr(workflow, "takes_uint8", False):
+            image = img_u8
+        else:
+            image = np.divide(img_u8, np.float32(255.0), dtype=np.float32)
+        clock.mark("decode")
         draft = getattr(workflow, "draft", None)
-        pair: Pair = draft(row, img_q, rng) if draft is not None else workflow.synthesize(row, img_q, rng)
+        pair: Pair = draft(row, image, rng) if draft is not None else workflow.synthesize(row, image, rng)
         clock.mark("synthesis")
-        input_bytes = base if pair.input is img_q else self.encode(pair.input)
-        target_bytes = base if pair.target is img_q else self.encode(pair.target)
+        input_bytes = base if pair.input is image else self.encode(pair.input)
+        target_bytes = base if pair.target is image else self.encode(pair.target)
         clock.mark("encode")
         # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
-        pair_input = img_u8 if pair.input is img_q else pair.input
-        pair_target = img_u8 if pair.target is img_q else pair.target
+        pair_input = img_u8 if pair.input is image else pair.input
+        pair_target = img_u8 if pair.target is image else pair.target
         scores = {
             "aesthetic_input": heuristic_score(pair_input),
             "aesthetic_target": heuristic_score(pair_target),

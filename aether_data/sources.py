@@ -263,6 +263,14 @@ def resize_short_edge(img: np.ndarray, size: int) -> np.ndarray:
     return _area_resize(img, new_w, new_h)
 
 
+def as_float01(img: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1]: uint8 pixels divided by 255 (the build's one conversion), floats as they are."""
+    arr = np.asarray(img)
+    if arr.dtype == np.uint8:
+        return np.divide(arr, np.float32(255.0), dtype=np.float32)
+    return arr.astype(np.float32, copy=False)
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     arr = np.asarray(img)
     if arr.dtype == np.uint8:

@@ -89,6 +89,18 @@ class RetouchRenderer(nn.Module):
         return out.transpose(1, 2).reshape(b, 3, h, w)
 
     @torch.no_grad()
+    def render_points(self, rgb: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """R(·; z) on (M, 3) colours in [0, 1] → (M, 3): a LUT's lattice points, or any subset."""
+        z2 = z.reshape(1, -1).to(next(self.parameters()).dtype)
+        points = rgb.reshape(1, -1, 3).to(z2.dtype)
+        inj = self.injections(z2)
+        chunk = self.config.chunk_pixels
+        out = torch.cat(
+            [self.mlp(points[:, s : s + chunk], inj) for s in range(0, points.shape[1], chunk)], dim=1
+        )
+        return out.reshape(-1, 3)
+
+    @torch.no_grad()
     def bake_lut(self, z: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """Sample R(·; z) on a size³ lattice → LUT (size, size, size, 3) indexed lut[r, g, b].
 
@@ -97,16 +109,11 @@ class RetouchRenderer(nn.Module):
         size = int(size or self.config.lut_size)
         if size < 2:
             raise ValueError("LUT size must be at least 2")
-        z2 = z.reshape(1, -1).to(next(self.parameters()).dtype)
-        axis = torch.linspace(0.0, 1.0, size, dtype=z2.dtype, device=z2.device)
+        dtype = next(self.parameters()).dtype
+        axis = torch.linspace(0.0, 1.0, size, dtype=dtype, device=z.device)
         r, g, b = torch.meshgrid(axis, axis, axis, indexing="ij")
-        lattice = torch.stack([r, g, b], dim=-1).reshape(1, -1, 3)
-        inj = self.injections(z2)
-        chunk = self.config.chunk_pixels
-        out = torch.cat(
-            [self.mlp(lattice[:, s : s + chunk], inj) for s in range(0, lattice.shape[1], chunk)], dim=1
-        )
-        return out.reshape(size, size, size, 3)
+        lattice = torch.stack([r, g, b], dim=-1).reshape(-1, 3)
+        return self.render_points(lattice, z).reshape(size, size, size, 3)
 
 
 def apply_lut_torch(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,16 @@ import pytest
 import torch
 
 from aether_data import params as P
-from aether_data.develop import apply_lut, bake_lut, read_cube, render, render_fast, render_torch, write_cube
+from aether_data.develop import (
+    apply_lut,
+    apply_lut_u8,
+    bake_lut,
+    read_cube,
+    render,
+    render_fast,
+    render_torch,
+    write_cube,
+)
 from aether_data.develop import color as C
 from aether_data.develop import engine_np as E
 from aether_data.develop.lut import CubeError, identity_lut
@@ -392,6 +401,42 @@ def test_baked_lut_matches_direct_render(photos: list[np.ndarray], method: str) 
             lut = bake_lut(prm, 33)
             worst = min(worst, _psnr(apply_lut(img, lut, method), render(img, prm)))
     assert worst >= 45.0, worst
+
+
+def test_8bit_kernel_matches_float_tetrahedral_and_pillow(photos: list[np.ndarray]) -> None:
+    """The compiled 8-bit kernel is the float tetrahedral path rounded to 8 bits (≤ 1 level), an
+    independent implementation (Pillow's trilinear Color3DLUT) agrees to a few levels, identity
+    and affine LUTs are exact, and it stays ≥ 50 dB from the exact render."""
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(5)
+    values = np.arange(256, dtype=np.uint8)
+    everything = np.stack(np.meshgrid(values, values, values[::17], indexing="ij"), -1).reshape(-1, 1, 3)
+    for n in (2, 17, 25, 33):
+        assert np.array_equal(apply_lut_u8(everything, identity_lut(n)), everything)
+    matrix = np.array([[0.8, 0.1, 0.05], [0.05, 0.9, 0.1], [0.1, 0.2, 0.6]], np.float32)
+    affine = identity_lut(9) @ matrix.T + 0.02
+    exact = np.clip(np.rint((everything / 255.0) @ matrix.T * 255.0 + 0.02 * 255.0), 0, 255)
+    assert np.abs(apply_lut_u8(everything, affine).astype(int) - exact).max() <= 1
+    worst = 100.0
+    for img in photos:
+        u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+        prm = _random_params(rng, 0.3)
+        lut = bake_lut(prm, 33)
+        fast = apply_lut_u8(u8, lut)
+        assert fast.dtype == np.uint8 and fast.shape == u8.shape
+        ref = np.clip(apply_lut(u8 / np.float32(255.0), lut, "tetrahedral"), 0.0, 1.0) * 255.0
+        assert np.abs(fast - ref).max() <= 0.5 + 1e-3
+        table = np.ascontiguousarray(lut.transpose(2, 1, 0, 3)).reshape(-1, 3)
+        pillow = np.asarray(Image.fromarray(u8).filter(ImageFilter.Color3DLUT(33, table, channels=3)))
+        diff = np.abs(fast.astype(int) - pillow)  # trilinear vs tetrahedral: a few levels at kinks
+        assert diff.max() <= 4 and diff.mean() < 0.3, (diff.max(), diff.mean())
+        worst = min(worst, _psnr(fast / np.float32(255.0), render(u8 / np.float32(255.0), prm)))
+    assert worst >= 50.0, worst
+    # a view that is not contiguous (a flipped crop) gives the same result as its copy
+    view = np.clip(np.rint(photos[0] * 255.0), 0, 255).astype(np.uint8)[::2, ::-1]
+    lut = bake_lut({"Exposure2012": 0.5, "HueAdjustmentRed": 30}, 25)
+    assert np.array_equal(apply_lut_u8(view, lut), apply_lut_u8(view.copy(), lut))
 
 
 def test_render_fast_close_to_render(photos: list[np.ndarray]) -> None:

@@ -156,7 +156,7 @@ def test_retouch_gives_image_and_tagged_completion(runs: dict[str, dict[str, Any
     style = retouch_detailed(model_dir, PHOTO, prompt="make it look like warm film")
     assert style.workflow == "style" and style.prompt.startswith("<Style_Retouch_Task>")
     img_path, txt_path = save_result(image, completion, tmp_path / "out.jpg")
-    assert img_path.stat().st_size > 0 and txt_path.read_text().strip() == completion
+    assert img_path.stat().st_size > 0 and txt_path.read_text(encoding="utf-8") == completion + "\n"
 
 
 def test_evaluate_reports_per_task_metrics(runs: dict[str, dict[str, Any]], dataset: Path) -> None:

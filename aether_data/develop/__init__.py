@@ -3,7 +3,8 @@
 - ``render(image, params)``: numpy, HxWx3 float32 sRGB in [0, 1], slider-scale dict.
 - ``render_torch(image, params)``: differentiable, (B, 3, H, W) and normalised (B, 38) params.
 - ``bake_lut`` / ``apply_lut`` / ``render_fast``: the engine is per-pixel, so it bakes to a 3D LUT;
-  ``render_lut8`` / ``apply_lut_u8`` apply it in 8 bits (Pillow), the dataset build's fast path.
+  ``render_lut8`` / ``apply_lut_u8`` apply it in 8 bits (compiled tetrahedral kernel), the dataset build's fast path;
+  ``bake_lut_for`` bakes only the vertices one image reads.
 - ``write_cube`` / ``read_cube``: Adobe .cube files.
 
 ``render_torch`` is imported lazily so that numpy-only users do not pay for importing torch.
@@ -19,6 +20,7 @@ from .lut import (
     apply_lut8,
     apply_lut_u8,
     bake_lut,
+    bake_lut_for,
     read_cube,
     render_fast,
     render_lut8,
@@ -33,6 +35,7 @@ __all__ = [
     "apply_lut8",
     "apply_lut_u8",
     "bake_lut",
+    "bake_lut_for",
     "read_cube",
     "render",
     "render_fast",

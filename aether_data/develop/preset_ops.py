@@ -396,7 +396,7 @@ def render_preset(
     ``method="direct"`` evaluates the per-pixel part on every pixel; ``"lut"`` bakes it into a
     ``lut_size``³ LUT (or uses ``lut`` when given, e.g. a cached bake) and applies it with
     ``interpolation`` (``"tetrahedral"``, ``"trilinear"``, or ``"u8"``: input rounded to 8 bits,
-    Pillow's trilinear 3D LUT, output in multiples of 1/255; several times faster). The spatial part runs afterwards either way; ``seed`` drives the grain.
+    the compiled 8-bit tetrahedral kernel, output in multiples of 1/255; several times faster). The spatial part runs afterwards either way; ``seed`` drives the grain.
     Unsupported keys are not rendered: read them from ``settings.unsupported_keys``.
     """
     from .local_ops import apply_local
@@ -410,7 +410,7 @@ def render_preset(
             lut = bake_preset_lut(s, lut_size) if has_pointwise(s) else None
         if lut is None:
             out = np.clip(arr, 0.0, 1.0)
-        elif interpolation == "u8":  # 8-bit trilinear (Pillow): the dataset build's fast path
+        elif interpolation == "u8":  # 8-bit tetrahedral kernel: the dataset build's fast path
             out = apply_lut8(arr, lut)
         else:
             out = np.clip(apply_lut(arr, lut, interpolation), 0.0, 1.0)

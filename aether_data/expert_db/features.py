@@ -24,6 +24,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from aether_data.sources import as_float01
+
 LUMA_BINS = 32
 RGB_BINS = 32
 SAT_BINS = 16
@@ -44,7 +46,7 @@ FEATURE_VERSION = "hist-v1"
 
 
 def _small(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float32)
+    img = as_float01(image)
     h, w = img.shape[:2]
     s = ANALYSIS_SIDE / max(h, w)
     if s < 1:
@@ -59,7 +61,7 @@ def _hist(values: np.ndarray, bins: int) -> np.ndarray:
 
 
 def histogram_features(image: np.ndarray) -> np.ndarray:
-    """Feature vector (FEATURE_DIM,) float32 of an HxWx3 float image in [0, 1] (see module doc)."""
+    """Feature vector (FEATURE_DIM,) float32 of an HxWx3 image, float in [0, 1] or uint8 (see module doc)."""
     img = _small(image)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {img.shape}")

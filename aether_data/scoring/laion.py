@@ -149,9 +149,11 @@ class LaionScorer:
         for s in range(0, len(images), self.batch_size):
             batch = [
                 self.preprocess(
-                    Image.fromarray(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+                    Image.fromarray(
+                        im if im.dtype == np.uint8 else np.clip(im * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                    )
                 )
-                for im in images[s : s + self.batch_size]
+                for im in map(np.asarray, images[s : s + self.batch_size])
             ]
             with torch.no_grad():
                 feats = self.model.encode_image(torch.stack(batch).to(self.device)).float()

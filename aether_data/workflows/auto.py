@@ -78,6 +78,7 @@ class AutoWorkflow:
     """input = degraded source (encoder/renderer or random operators), target = source."""
 
     name = "auto"
+    takes_uint8 = True  # every stage here is an 8-bit LUT pass or takes uint8: no float copy needed
 
     def __init__(self, spec: PipelineSpec, degrader: ERDegrader | None = None, db: Any | None = None) -> None:
         self.spec = spec
@@ -172,7 +173,9 @@ class AutoWorkflow:
         return self._inverse(image, rng)
 
     def _supplementary(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
-        protocol, degradation, degraded = random_operator_degradation(rng, image, self.stats)
+        protocol, degradation, degraded = random_operator_degradation(
+            rng, image, self.stats, dtype=image.dtype
+        )
         fix = corrective_params(degradation)
         return Pair(
             input=degraded,
@@ -229,7 +232,7 @@ class AutoWorkflow:
         if feature_distance(histogram_features(degraded), target, kind) < before:
             return degraded, masks
         if full != masks and any(full):
-            retry = self.degrader.degrade(image, self.db.z_inv[ref], full, key=ref)
+            retry = self.degrader.degrade(image, self.db.z_inv[ref], full, key=ref, dtype=image.dtype)
             if feature_distance(histogram_features(retry), target, kind) < before:
                 return retry, full
         return None
@@ -247,7 +250,7 @@ class AutoWorkflow:
         effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
         active = [e >= GROUP_ACTIVE_THRESHOLD for e in effects]
         masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
-        degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, key=ref)
+        degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, key=ref, dtype=image.dtype)
         if cfg.require_toward_reference:
             checked = self._toward_reference(image, features, degraded, ref, masks, [int(a) for a in active])
             if checked is None:  # the inverse edit pushes this photo away from an unretouched look

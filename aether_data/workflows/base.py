@@ -65,7 +65,11 @@ class Pair:
 
 
 class Workflow(Protocol):
-    """One sample in, one pair out."""
+    """One sample in, one pair out.
+
+    ``image`` is float32 in [0, 1], or the decoded uint8 pixels themselves when the workflow sets
+    ``takes_uint8 = True`` (a workflow that only runs 8-bit passes saves the float conversion).
+    """
 
     name: str
 

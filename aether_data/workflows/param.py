@@ -15,6 +15,7 @@ class ParamWorkflow:
     """input = source, target = engine(source, params); params drawn per protocol."""
 
     name = "param"
+    takes_uint8 = True  # the target is one 8-bit LUT pass: no float copy of the input needed
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
