@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from aether_data.develop import apply_lut_u8, bake_lut_for, render_lut8
+from aether_data.develop.lut import to_u8
 from aether_data.fit import single_thread
 from aether_data.sampling import PROTOCOLS, OperatorStats, sample_params
 from aether_data.sources import as_float01
@@ -112,14 +113,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def to_u8(image: np.ndarray) -> np.ndarray:
-    """Float [0, 1] → uint8 with the encoders' rounding (exact for decoded 8-bit pixels)."""
-    arr = np.asarray(image)
-    if arr.dtype == np.uint8:
-        return arr
-    return np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
 
 
 class ERDegrader:

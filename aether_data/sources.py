@@ -271,6 +271,14 @@ def as_float01(img: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+def to_pil_rgb(img: np.ndarray) -> Image.Image:
+    """A Pillow RGB image for a model's preprocessing: uint8 as is, float in [0, 1] rounded half up."""
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     arr = np.asarray(img)
     if arr.dtype == np.uint8:

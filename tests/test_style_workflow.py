@@ -40,8 +40,8 @@ def test_synthesize_is_deterministic_and_complete(workflow: StyleWorkflow, image
         )
         assert np.array_equal(a.target, b.target)
         assert a.preset == b.preset and a.masks == b.masks and a.params == b.params
-        assert a.target.shape == img.shape and a.target.dtype == np.float32
-        assert 0.0 <= a.target.min() and a.target.max() <= 1.0
+        # the build's 8-bit path: the target goes to the encoder as uint8, never as a float copy
+        assert a.target.shape == img.shape and a.target.dtype == np.uint8
         assert a.params_origin == "preset" and a.protocol is None
         assert set(a.params) == set(P.PARAM_NAMES)
         P.validate(a.params)
@@ -75,7 +75,8 @@ def test_lut_and_direct_render_agree(images: list[np.ndarray]) -> None:
         a = lut_wf.synthesize(row(i), images[i], np.random.default_rng(7 + i))
         b = direct_wf.synthesize(row(i), images[i], np.random.default_rng(7 + i))
         assert a.preset["id"] == b.preset["id"]
-        mse = float(np.mean((a.target.astype(np.float64) - b.target) ** 2))
+        assert a.target.dtype == b.target.dtype == np.uint8
+        mse = float(np.mean(((a.target.astype(np.float64) - b.target) / 255.0) ** 2))
         assert 10 * np.log10(1 / max(mse, 1e-12)) >= 45.0
 
 

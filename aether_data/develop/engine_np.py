@@ -327,7 +327,10 @@ def hue_terms(hue_s: Array, hue_360: Array, p: Params, xp: Any = NUMPY) -> HueTe
     the skin-hue weight, all as functions of hue (signed and [0, 360) forms of the same hue)."""
     hue_v, sat_v, lum_v = _band_values(p)
     d_hue = d_sat = d_lum = None
-    for k in range(len(hue_v)):
+    band_sums = getattr(xp, "band_sums", None)
+    if band_sums is not None:  # a backend with a vectorised form of the loop below (torch)
+        d_hue, d_sat, d_lum = band_sums(hue_360, (hue_v, sat_v, lum_v))
+    for k in range(len(hue_v) if band_sums is None else 0):
         if xp.is_zero(hue_v[k], sat_v[k], lum_v[k]):
             continue
         w = band_weight(hue_s, k, xp, HSL_CENTRES, hue_360)

@@ -13,6 +13,7 @@ import torch
 
 from aether_data import params as P
 
+from .color import HSL_CENTRES, smoothstep
 from .engine_np import develop
 
 
@@ -34,6 +35,32 @@ class TorchOps:
     @staticmethod
     def clip(x: Any, lo: float | None = None, hi: float | None = None) -> Any:
         return torch.clamp(x, min=lo, max=hi)
+
+    @staticmethod
+    def band_sums(hue_360: torch.Tensor, band_values: tuple[list[Any], ...]) -> list[torch.Tensor]:
+        """Σ_k weight_k(hue) · v_k for each list of 8 per-band values (B, 1, 1), in one pass.
+
+        Same sums as ``hue_terms``' loop over ``color.band_weight``: between neighbouring centres
+        c_k ≤ h < c_k+1 only bands k and k+1 weigh, S(1 − u) and S(u) with u the fraction of the
+        way and S the smoothstep, so the sum is v_k + (v_k+1 − v_k)·S(u). Why: the loop is ~750
+        tiny autograd ops a forward + backward; this is ~30, which makes the corrective-parameter
+        fit (`aether_data.fit`, 40 steps a shard) ~20 % cheaper.
+        """
+        centres = torch.tensor(HSL_CENTRES, dtype=hue_360.dtype, device=hue_360.device)
+        span = torch.remainder(torch.roll(centres, -1) - centres, 360.0)
+        n = centres.numel()
+        k = (torch.bucketize(hue_360.detach(), centres, right=True) - 1).clamp_(0, n - 1)
+        u = (hue_360 - centres[k]) / span[k]
+        s = smoothstep(u, TORCH)
+        batch = hue_360.shape[0]
+        table = torch.stack(
+            [torch.cat([v.reshape(batch, 1) for v in values], dim=1) for values in band_values], dim=-1
+        )  # (B, bands, sums)
+        idx = k.reshape(batch, -1, 1).expand(-1, -1, table.shape[-1])
+        low = torch.gather(table, 1, idx)
+        high = torch.gather(table, 1, torch.remainder(idx + 1, n))
+        sums = low + (high - low) * s.reshape(batch, -1, 1)
+        return [sums[..., i].reshape(hue_360.shape) for i in range(table.shape[-1])]
 
     @staticmethod
     def is_zero(*values: Any) -> bool:

@@ -271,31 +271,40 @@ def has_local(s: PresetSettings) -> bool:
     )
 
 
+def _clip_if_changed(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Clip an operation's result to [0, 1] in place; an inactive operation returns its input as
+    is, which is already in range (a full-image clip costs ~0.5 ms at 512×768)."""
+    return new if new is old else np.clip(new, 0.0, 1.0, out=new)
+
+
 def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any], seed: int = 0) -> np.ndarray:
-    """All spatial operations in order (dehaze, clarity, texture, sharpen, vignette, grain); clipped."""
+    """All spatial operations in order (dehaze, clarity, texture, sharpen, vignette, grain); clipped.
+
+    ``image`` is float32 in [0, 1] (the pointwise part's output)."""
     s = coerce_settings(settings)
-    if not has_local(s):
-        return np.asarray(image, dtype=np.float32)
     out = np.asarray(image, dtype=np.float32)
-    out = np.clip(dehaze(out, s.num("Dehaze") / 100.0), 0.0, 1.0)
+    if not has_local(s):
+        return out
+    out = _clip_if_changed(dehaze(out, s.num("Dehaze") / 100.0), out)
+    before = out
     out = local_contrast(out, s.num("Clarity2012") / 100.0, CLARITY_RADIUS, CLARITY_GAIN, 1e-2, True)
     out = local_contrast(out, s.num("Texture") / 100.0, TEXTURE_RADIUS, TEXTURE_GAIN, 4e-3, False)
-    out = np.clip(out, 0.0, 1.0)
-    out = sharpen(
+    out = _clip_if_changed(out, before)
+    sharpened = sharpen(
         out,
         s.num("Sharpness") / 150.0,
         s.num("SharpenRadius"),
         s.num("SharpenDetail") / 100.0,
         s.num("SharpenEdgeMasking") / 100.0,
     )
-    out = np.clip(out, 0.0, 1.0)
-    out = np.clip(vignette(out, s), 0.0, 1.0)
+    out = _clip_if_changed(sharpened, out)
+    out = _clip_if_changed(vignette(out, s), out)
     grain_seed = int(seed) * 1_000_003 + int(s.value("GrainSeed"))
-    out = grain(
+    grained = grain(
         out,
         s.num("GrainAmount") / 100.0,
         s.num("GrainSize") / 100.0,
         s.num("GrainFrequency") / 100.0,
         grain_seed,
     )
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return _clip_if_changed(grained, out).astype(np.float32, copy=False)

@@ -146,7 +146,8 @@ def apply_lut_u8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return apply_tetrahedral_u8(img, lut)
 
 
-def _to_u8(image: np.ndarray) -> np.ndarray:
+def to_u8(image: np.ndarray) -> np.ndarray:
+    """Float [0, 1] → uint8 with the encoders' rounding (exact for decoded 8-bit pixels); uint8 as is."""
     arr = np.asarray(image)
     if arr.dtype == np.uint8:
         return arr
@@ -161,7 +162,7 @@ def apply_lut8(image: np.ndarray, lut: np.ndarray | None, dtype: type = np.float
     Input values are rounded to 8 bits first (exact for decoded JPEG/PNG pixels); the output is a
     multiple of 1/255, so encoding it to 8 bits again is exact. ``lut=None`` is the identity.
     """
-    u8 = _to_u8(image)
+    u8 = to_u8(image)
     out = u8 if lut is None else apply_lut_u8(u8, lut)
     if np.dtype(dtype) == np.uint8:
         return out
@@ -193,7 +194,7 @@ def render_lut8(
     it (``bake_lut_for``); all-zero params skip the bake."""
     if all(float(v) == 0.0 for v in params.values()):
         return apply_lut8(image, None, dtype)
-    u8 = _to_u8(image)
+    u8 = to_u8(image)
     lut = bake_lut_for(u8, lut_size, lambda points: render(points[None], params)[0])
     return apply_lut8(u8, lut, dtype)
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from aether_data import params as P
 from aether_data.presets.model import CURVE_KEYS, PresetSettings, coerce_settings
+from aether_data.sources import as_float01
 
 from .color import (
     NUMPY,
@@ -41,7 +42,7 @@ from .color import (
     to_opponent,
 )
 from .engine_np import TONE_KEYS, colour_stage, linear_stage, normalised_params, tone_curve
-from .lut import apply_lut, apply_lut8, identity_lut
+from .lut import apply_lut, apply_lut8, identity_lut, to_u8
 
 DEFAULT_PRESET_LUT_SIZE = 33
 
@@ -328,7 +329,7 @@ def pointwise_channels(r: np.ndarray, g: np.ndarray, b: np.ndarray, settings: Pr
 
 
 def _check(image: np.ndarray) -> np.ndarray:
-    arr = np.asarray(image, dtype=np.float32)
+    arr = as_float01(image)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {arr.shape}")
     return arr
@@ -390,33 +391,43 @@ def render_preset(
     lut_size: int = DEFAULT_PRESET_LUT_SIZE,
     lut: np.ndarray | None = None,
     interpolation: str = "tetrahedral",
+    dtype: type = np.float32,
 ) -> np.ndarray:
-    """Render a whole preset on an HxWx3 float32 sRGB image in [0, 1].
+    """Render a whole preset on an HxWx3 sRGB image (float32 in [0, 1] or uint8).
 
     ``method="direct"`` evaluates the per-pixel part on every pixel; ``"lut"`` bakes it into a
     ``lut_size``³ LUT (or uses ``lut`` when given, e.g. a cached bake) and applies it with
     ``interpolation`` (``"tetrahedral"``, ``"trilinear"``, or ``"u8"``: input rounded to 8 bits,
-    the compiled 8-bit tetrahedral kernel, output in multiples of 1/255; several times faster). The spatial part runs afterwards either way; ``seed`` drives the grain.
-    Unsupported keys are not rendered: read them from ``settings.unsupported_keys``.
+    the compiled 8-bit tetrahedral kernel, output in multiples of 1/255; several times faster).
+    The spatial part runs afterwards either way; ``seed`` drives the grain. The result is float32,
+    or uint8 (the encoders' rounding) with ``dtype=np.uint8``: a preset without spatial operations
+    then never leaves 8 bits. Unsupported keys are not rendered: read them from
+    ``settings.unsupported_keys``.
     """
-    from .local_ops import apply_local
+    from .local_ops import apply_local, has_local
 
-    arr = _check(image)
     s = coerce_settings(settings)
-    if method == "direct":
-        out = pointwise_preset(arr, s) if has_pointwise(s) else np.clip(arr, 0.0, 1.0)
-    elif method == "lut":
-        if lut is None:
-            lut = bake_preset_lut(s, lut_size) if has_pointwise(s) else None
-        if lut is None:
+    if method not in ("direct", "lut"):
+        raise ValueError(f"unknown method {method!r}; use 'direct' or 'lut'")
+    if method == "lut" and lut is None and has_pointwise(s):
+        lut = bake_preset_lut(s, lut_size)
+    if method == "lut" and interpolation == "u8":  # 8-bit tetrahedral kernel: the build's fast path
+        if np.asarray(image).ndim != 3 or np.asarray(image).shape[-1] != 3:
+            raise ValueError(f"expected an HxWx3 image, got shape {np.asarray(image).shape}")
+        out8 = apply_lut8(image, lut, np.uint8)
+        if not has_local(s):
+            return out8 if np.dtype(dtype) == np.uint8 else as_float01(out8)
+        out = as_float01(out8)
+    else:
+        arr = _check(image)
+        if method == "direct":
+            out = pointwise_preset(arr, s) if has_pointwise(s) else np.clip(arr, 0.0, 1.0)
+        elif lut is None:
             out = np.clip(arr, 0.0, 1.0)
-        elif interpolation == "u8":  # 8-bit tetrahedral kernel: the dataset build's fast path
-            out = apply_lut8(arr, lut)
         else:
             out = np.clip(apply_lut(arr, lut, interpolation), 0.0, 1.0)
-    else:
-        raise ValueError(f"unknown method {method!r}; use 'direct' or 'lut'")
-    return apply_local(out, s, seed)
+    out = apply_local(out, s, seed)
+    return to_u8(out) if np.dtype(dtype) == np.uint8 else out
 
 
 __all__ = [

@@ -26,6 +26,7 @@ import numpy as np
 
 from aether_data.develop.color import chroma_and_saturation, hue_degrees, luminance, skin_weight, to_opponent
 from aether_data.presets.taxonomy import Taxonomy, load_taxonomy
+from aether_data.sources import as_float01, to_pil_rgb
 
 SCENE_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.6, 0.5, 0.4)
 """A category's first listed scene type counts most."""
@@ -63,7 +64,7 @@ def _frac(mask: np.ndarray) -> float:
 def image_features(image: np.ndarray) -> dict[str, float]:
     """Global statistics of a photo (on a ≤128 px copy): fractions of skin, sky, foliage, water,
     snow, warm light; brightness, contrast, colourfulness, warmth, edge density, darkness."""
-    img = np.asarray(image, dtype=np.float32)
+    img = as_float01(image)
     h, w = img.shape[:2]
     scale = 128.0 / max(h, w)
     if scale < 1.0:
@@ -252,10 +253,8 @@ class ClipMatcher:
     def image_embedding(self, image: np.ndarray) -> Any:
         """L2-normalised image features for an HxWx3 float image in [0, 1]."""
         import torch
-        from PIL import Image
 
-        pil = Image.fromarray(np.clip(np.asarray(image) * 255.0 + 0.5, 0, 255).astype(np.uint8))
-        x = self.preprocess(pil).unsqueeze(0).to(self.device)
+        x = self.preprocess(to_pil_rgb(image)).unsqueeze(0).to(self.device)
         with torch.no_grad():
             feats = self.model.encode_image(x).float()
         return feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-6)
@@ -365,16 +364,15 @@ class QwenVLMatcher:
 
     def messages(self, image: np.ndarray) -> list[dict[str, Any]]:
         """Chat messages with the (downscaled) photo and the category prompt."""
-        from PIL import Image
 
-        img = np.asarray(image, dtype=np.float32)
+        img = as_float01(image)
         h, w = img.shape[:2]
         s = self.image_side / max(h, w)
         if s < 1:
             img = cv2.resize(
                 img, (max(28, round(w * s)), max(28, round(h * s))), interpolation=cv2.INTER_AREA
             )
-        pil = Image.fromarray(np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        pil = to_pil_rgb(img)
         return [
             {
                 "role": "user",

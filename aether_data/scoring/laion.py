@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from aether_data.scoring.heuristic import heuristic_score
+from aether_data.sources import to_pil_rgb
 
 HEAD_KEYS: tuple[str, ...] = tuple(f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias"))
 
@@ -143,18 +144,10 @@ class LaionScorer:
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(N, D) float32 L2-normalised image embeddings."""
         import torch
-        from PIL import Image
 
         out = []
         for s in range(0, len(images), self.batch_size):
-            batch = [
-                self.preprocess(
-                    Image.fromarray(
-                        im if im.dtype == np.uint8 else np.clip(im * 255.0 + 0.5, 0, 255).astype(np.uint8)
-                    )
-                )
-                for im in map(np.asarray, images[s : s + self.batch_size])
-            ]
+            batch = [self.preprocess(to_pil_rgb(im)) for im in images[s : s + self.batch_size]]
             with torch.no_grad():
                 feats = self.model.encode_image(torch.stack(batch).to(self.device)).float()
             out.append((feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-6)).cpu().numpy())

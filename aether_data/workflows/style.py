@@ -16,7 +16,14 @@ import numpy as np
 
 from aether_data import params as P
 from aether_data.config import PipelineSpec
-from aether_data.develop.preset_ops import bake_preset_lut, grade_values, has_pointwise, render_preset
+from aether_data.develop.lut import bake_lut_for, to_u8
+from aether_data.develop.preset_ops import (
+    bake_preset_lut,
+    grade_values,
+    has_pointwise,
+    pointwise_preset,
+    render_preset,
+)
 from aether_data.presets.describe import effects, style_instructions, style_plans
 from aether_data.presets.library import Library, Preset, load_library
 from aether_data.presets.matching import make_matcher, top_categories
@@ -86,6 +93,7 @@ class StyleWorkflow:
     """match → seeded preset draw from the top categories → render → instructions and plans."""
 
     name = "style"
+    takes_uint8 = True  # matching, the 8-bit LUT pass and the encoder all take uint8
 
     def __init__(self, spec: PipelineSpec, library: Library | None = None) -> None:
         st = spec.style
@@ -107,8 +115,20 @@ class StyleWorkflow:
         self._described: dict[str, dict[str, Any]] = {}
 
     # caches ----------------------------------------------------------------------------------------
-    def lut_for(self, preset: Preset) -> np.ndarray | None:
-        """The preset's baked LUT (None when it has no per-pixel part), LRU-cached by id."""
+    def lut_for(self, preset: Preset, image: np.ndarray | None = None) -> np.ndarray | None:
+        """The preset's baked LUT (None when it has no per-pixel part).
+
+        On the 8-bit path (``lut_interpolation: u8``) with an ``image``: baked only at the lattice
+        vertices this image reads (`bake_lut_for`, ~1/3 of a full bake's cost; a library of 5,030
+        presets gives few cache hits). Otherwise the full LUT, LRU-cached by preset id.
+        """
+        if image is not None and self.interpolation == "u8":
+            if not has_pointwise(preset.settings):
+                return None
+            u8 = to_u8(image)
+            return bake_lut_for(
+                u8, self.lut_size, lambda points: pointwise_preset(points[None], preset.settings)[0]
+            )
         key = preset.id
         if key in self._luts:
             self._luts.move_to_end(key)
@@ -147,7 +167,7 @@ class StyleWorkflow:
         preset, ranked = self.choose(image, rng)
         settings = preset.settings
         grain_seed = int(rng.integers(0, 2**31 - 1))
-        lut = self.lut_for(preset) if self.render_mode == "lut" else None
+        lut = self.lut_for(preset, image) if self.render_mode == "lut" else None
         target = render_preset(
             image,
             settings,
@@ -156,6 +176,7 @@ class StyleWorkflow:
             lut_size=self.lut_size,
             lut=lut,
             interpolation=self.interpolation,
+            dtype=np.uint8,
         )
         info = self.described(preset)
         fine_cat = (
