@@ -204,8 +204,8 @@ def _decode(
             raise SourceError(reason, p, str(exc)) from None
         except (ValueError, SyntaxError, EOFError) as exc:
             raise SourceError("decode-error", p, str(exc)) from None
-        try:
-            im = ImageOps.exif_transpose(im)
+        try:  # in place: the default returns a full copy even when nothing needs turning
+            ImageOps.exif_transpose(im, in_place=True)
         except (OSError, ValueError, SyntaxError, KeyError, TypeError):
             pass  # an unreadable EXIF block must not cost the photo; pixels stay as stored
         try:

@@ -614,10 +614,13 @@ def _fmt(v: float, unit: str = "") -> str:
     return f"{v:+.2f}{unit}" if unit == " EV" else f"{v:+.0f}"
 
 
-def style_plans(settings: PresetSettings | Mapping[str, Any]) -> dict[str, str]:
-    """Retouching plans grounded in the settings, grouped like VeraRetouch's plan sections."""
+def style_plans(
+    settings: PresetSettings | Mapping[str, Any], effs: list[Effect] | None = None
+) -> dict[str, str]:
+    """Retouching plans grounded in the settings, grouped like VeraRetouch's plan sections
+    (``effs``: the settings' `effects`, when the caller has them already)."""
     s = coerce_settings(settings)
-    effs = effects(s)
+    effs = effects(s) if effs is None else effs
     light: list[str] = []
     glob: list[str] = []
     spec: list[str] = []

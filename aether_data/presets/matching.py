@@ -45,13 +45,31 @@ def top_categories(scores: Mapping[str, float], k: int) -> list[tuple[str, float
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: max(1, int(k))]
 
 
+class SceneWeights:
+    """Fine-category score = weighted mean of its scene types' scores (first scene weighted most),
+    as one (fine × scene) matrix built once per taxonomy: a matrix-vector product per image instead
+    of a Python loop over 193 categories (~1 ms a sample)."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.names = [f.name for f in taxonomy.fine]
+        self.scenes = sorted({s for f in taxonomy.fine for s in f.scenes})
+        column = {s: j for j, s in enumerate(self.scenes)}
+        self.matrix = np.zeros((len(self.names), len(self.scenes)), dtype=np.float64)
+        for i, f in enumerate(taxonomy.fine):
+            w = SCENE_WEIGHTS[: len(f.scenes)] + (SCENE_WEIGHTS[-1],) * max(
+                0, len(f.scenes) - len(SCENE_WEIGHTS)
+            )
+            for wi, s in zip(w, f.scenes):
+                self.matrix[i, column[s]] += wi / sum(w)
+
+    def __call__(self, scene: Mapping[str, float]) -> dict[str, float]:
+        vec = np.array([float(scene.get(s, 0.0)) for s in self.scenes], dtype=np.float64)
+        return dict(zip(self.names, (self.matrix @ vec).tolist()))
+
+
 def fine_scores_from_scenes(taxonomy: Taxonomy, scene: Mapping[str, float]) -> dict[str, float]:
     """Fine-category score = weighted mean of its scene types' scores (first scene weighted most)."""
-    out: dict[str, float] = {}
-    for f in taxonomy.fine:
-        w = SCENE_WEIGHTS[: len(f.scenes)] + (SCENE_WEIGHTS[-1],) * max(0, len(f.scenes) - len(SCENE_WEIGHTS))
-        out[f.name] = float(sum(wi * scene.get(s, 0.0) for wi, s in zip(w, f.scenes)) / sum(w))
-    return out
+    return SceneWeights(taxonomy)(scene)
 
 
 # ==================================================================================================
@@ -64,13 +82,14 @@ def _frac(mask: np.ndarray) -> float:
 def image_features(image: np.ndarray) -> dict[str, float]:
     """Global statistics of a photo (on a ≤128 px copy): fractions of skin, sky, foliage, water,
     snow, warm light; brightness, contrast, colourfulness, warmth, edge density, darkness."""
-    img = as_float01(image)
+    img = np.asarray(image)
     h, w = img.shape[:2]
     scale = 128.0 / max(h, w)
-    if scale < 1.0:
+    if scale < 1.0:  # shrink first (in 8 bits for uint8 input), convert the thumbnail
         img = cv2.resize(
             img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
         )
+    img = as_float01(img)
     h, w = img.shape[:2]
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     y = luminance(r, g, b)
@@ -167,12 +186,13 @@ class HeuristicMatcher:
 
     def __init__(self, taxonomy: Taxonomy | None = None) -> None:
         self.taxonomy = taxonomy or load_taxonomy()
+        self.to_fine = SceneWeights(self.taxonomy)
 
     def scene_scores(self, image: np.ndarray) -> dict[str, float]:
         return scene_scores(image_features(image))
 
     def scores(self, image: np.ndarray) -> dict[str, float]:
-        return fine_scores_from_scenes(self.taxonomy, self.scene_scores(image))
+        return self.to_fine(self.scene_scores(image))
 
 
 # ==================================================================================================
@@ -218,6 +238,7 @@ class ClipMatcher:
         import torch
 
         self.taxonomy = taxonomy or load_taxonomy()
+        self.to_fine = SceneWeights(self.taxonomy)
         self.device = device
         self.direct_weight = float(direct_weight)
         if checkpoint is not None and not Path(checkpoint).is_file():
@@ -264,7 +285,7 @@ class ClipMatcher:
         scene_p = (self.logit_scale * emb @ self.scene_text.T).softmax(dim=-1)[0].cpu().numpy()
         fine_p = (self.logit_scale * emb @ self.fine_text.T).softmax(dim=-1)[0].cpu().numpy()
         scene = {s: float(p) * len(self.scene_names) for s, p in zip(self.scene_names, scene_p)}
-        via_scene = fine_scores_from_scenes(self.taxonomy, scene)
+        via_scene = self.to_fine(scene)
         n = len(self.taxonomy.fine)
         return {
             f.name: (1 - self.direct_weight) * via_scene[f.name] + self.direct_weight * float(fine_p[i]) * n
@@ -415,6 +436,7 @@ __all__ = [
     "HeuristicMatcher",
     "Matcher",
     "QwenVLMatcher",
+    "SceneWeights",
     "build_qwen_prompt",
     "fine_scores_from_scenes",
     "image_features",

@@ -54,17 +54,23 @@ def analysis_image(image: np.ndarray) -> np.ndarray:
 def heuristic_components(image: np.ndarray) -> dict[str, float]:
     """The five terms of the score, each in [0, 1], for an HxWx3 sRGB image (float in [0, 1] or uint8)."""
     img = analysis_image(image)
-    lightness = cv2.cvtColor(img, cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * np.float32(1.0 / 255.0)
-    rgb8 = img.astype(np.float32)
-    rg = rgb8[..., 0] - rgb8[..., 1]
-    yb = 0.5 * (rgb8[..., 0] + rgb8[..., 1]) - rgb8[..., 2]
-    colourful = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    # every statistic straight from 8-bit/16-bit planes with OpenCV's (double-accumulating) mean and
+    # standard deviation: no float copies of the thumbnail
+    lab_l = cv2.cvtColor(img, cv2.COLOR_RGB2Lab)[..., 0]  # L* · 255/100
+    l_mean, l_std = (float(v[0, 0]) / 255.0 for v in cv2.meanStdDev(lab_l))
+    wide = img.astype(np.int16)
+    rg = wide[..., 0] - wide[..., 1]
+    yb2 = wide[..., 0] + wide[..., 1] - 2 * wide[..., 2]  # 2·(½(R + G) − B), exact in int16
+    rg_mean, rg_std = (float(v[0, 0]) for v in cv2.meanStdDev(rg))
+    yb_mean, yb_std = (float(v[0, 0]) / 2.0 for v in cv2.meanStdDev(yb2))
+    colourful = np.hypot(rg_std, yb_std) + 0.3 * np.hypot(rg_mean, yb_mean)
     luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    lap_var = float(cv2.Laplacian(luma, cv2.CV_64F).var())
-    clipped = float(((lightness < 0.02) | (lightness > 0.98)).mean())
+    lap_var = float(cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_32F))[1][0, 0]) ** 2
+    # L* < 2 or > 98, i.e. 8-bit L below 0.02·255 or above 0.98·255
+    clipped = float(np.count_nonzero((lab_l <= 5) | (lab_l >= 250))) / lab_l.size
     return {
-        "exposure": _clip01(1 - abs(float(lightness.mean()) - 0.5) / 0.4),
-        "contrast": _clip01(1 - abs(float(lightness.std()) - 0.22) / 0.2),
+        "exposure": _clip01(1 - abs(l_mean - 0.5) / 0.4),
+        "contrast": _clip01(1 - abs(l_std - 0.22) / 0.2),
         "colourfulness": _clip01(float(colourful) / 60.0),
         "sharpness": _clip01(np.log10(1 + lap_var) / 3.0),
         "unclipped": _clip01(1 - 10 * clipped),

@@ -145,7 +145,7 @@ class StyleWorkflow:
             effs = effects(preset.settings)
             self._described[preset.id] = {
                 "effects": effs,
-                "plans": style_plans(preset.settings),
+                "plans": style_plans(preset.settings, effs),
                 "summary": ", ".join(e.phrase for e in effs[:4]),
             }
         return self._described[preset.id]
