@@ -136,7 +136,7 @@ class AutoSpec(_Strict):
         " the reference's unretouched input (else retry with every active group, then fall back to"
         " random operators)",
     )
-    fit_steps: int = Field(40, ge=0, le=2000, description="Adam steps fitting the corrective params")
+    fit_steps: int = Field(30, ge=0, le=2000, description="Adam steps fitting the corrective params")
     fit_pixels: int = Field(
         256,
         ge=64,

@@ -9,8 +9,8 @@ pixel pairs determines it: on 37 auto drafts, 256 sampled pixels gave 15.4 dB of
 
     minimise  mean |render(input; p) − target|  +  SPARSITY · Σ|p|      over p ∈ [-1, 1]^38
 
-with Adam from p = 0, only over the parameters of the allowed groups (the renderer's active latent
-groups). The L1 penalty keeps sliders the edit does not need at zero, so the annotation names the
+with Adam from p = 0 (`FIT_STEPS`, cosine learning-rate decay), only over the parameters of the
+allowed groups (the renderer's active latent groups). The L1 penalty keeps sliders the edit does not need at zero, so the annotation names the
 real defect rather than a cloud of tiny compensating moves. The best iterate is kept, values below
 DEAD_ZONE are zeroed, the rest rounded to slider precision, then sliders that barely matter are
 pruned (`_prune_batch`); if the result does not beat doing nothing, no parameters are returned at all
@@ -19,6 +19,7 @@ pruned (`_prune_batch`); if the result does not beat doing nothing, no parameter
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,14 @@ from aether_data.sources import as_float01
 SPARSITY = 2e-3
 DEAD_ZONE = 0.01
 """Normalised magnitude below which a fitted slider is dropped (an invisible move)."""
+FIT_STEPS = 30
+FIT_LR = 0.1
+FIT_LR_END_FRACTION = 0.05
+FIT_BETAS = (0.7, 0.99)
+"""Adam, 30 steps, learning rate 0.1 decaying (cosine) to 0.005, short momentum (β₁ = 0.7). On 37
+auto drafts, against the earlier constant 0.05 for 40 steps: mean L1 error 0.0129 vs 0.0132; PSNR
+gain of the final (rounded, pruned) sliders mean 15.4 vs 15.4 dB, median 15.3 vs 14.8, 10th
+percentile 6.9 vs 7.8: the same fit at 3/4 of the renders, the workflow's largest cost."""
 PRUNE_TOLERANCE = 0.03
 """Sliders are pruned while the L1 error stays within 3 % of the full fit's (see `_prune`)."""
 
@@ -137,9 +146,9 @@ def fit_params(
     input_img: np.ndarray,
     target_img: np.ndarray,
     groups: Sequence[int] = (1, 1, 1),
-    steps: int = 40,
+    steps: int = FIT_STEPS,
     pixels: int = 256,
-    lr: float = 0.05,
+    lr: float = FIT_LR,
 ) -> FitResult:
     """Sliders p (slider scale) such that ``render(input_img, p) ≈ target_img`` (see module doc).
 
@@ -152,9 +161,9 @@ def fit_params_batch(
     inputs: Sequence[np.ndarray],
     targets: Sequence[np.ndarray],
     groups: Sequence[Sequence[int]],
-    steps: int = 40,
+    steps: int = FIT_STEPS,
     pixels: int = 256,
-    lr: float = 0.05,
+    lr: float = FIT_LR,
 ) -> list[FitResult]:
     """`fit_params` for many pairs at once: one batched render per Adam step.
 
@@ -196,10 +205,13 @@ def _fit_batch(
                 for name in P.GROUP_PARAMS[g]:
                     allowed[i, P.PARAM_NAMES.index(name)] = 1.0
     theta = torch.zeros(n, len(P.PARAM_NAMES), requires_grad=True)
-    opt = torch.optim.Adam([theta], lr=lr)
+    opt = torch.optim.Adam([theta], lr=lr, betas=FIT_BETAS)
     best_loss = torch.full((n,), float("inf"))
     best = torch.zeros(n, len(P.PARAM_NAMES))
-    for _ in range(max(0, steps)):
+    for step in range(max(0, steps)):
+        for group in opt.param_groups:  # cosine decay from lr to FIT_LR_END_FRACTION · lr
+            low = lr * FIT_LR_END_FRACTION
+            group["lr"] = low + (lr - low) * 0.5 * (1.0 + math.cos(math.pi * step / steps))
         p = theta * allowed
         per_pair = (render_torch(x, p) - y).abs().mean(dim=(1, 2, 3))
         with torch.no_grad():

