@@ -40,6 +40,7 @@ from aether_data import __version__, storage
 from aether_data import params as P
 from aether_data.annotate import Annotation, AnnotationRequest, annotator_manifest, make_annotator
 from aether_data.config import PipelineSpec
+from aether_data.develop import warm_up_kernels
 from aether_data.manifest import (
     build_manifest,
     load_schema,
@@ -472,6 +473,7 @@ class ShardContext:
         # Compiled once to Python code: ~40× faster than the jsonschema reference validator, which
         # `aether audit` still uses, so every record is checked by both implementations.
         self.record_validator = fastjsonschema.compile(load_schema("sample"))
+        warm_up_kernels()  # compiled LUT / pixel kernels loaded before the first sample, not during it
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":

@@ -30,6 +30,17 @@ from .lut import (
 if TYPE_CHECKING:
     from .engine_torch import render_torch
 
+
+def warm_up_kernels() -> None:
+    """Compile or load the compiled (numba) kernels now, once per process: a build calls this
+    before its first sample, so no sample's time includes it (first run on a machine ~2 s, later
+    runs load the cache next to the modules in milliseconds)."""
+    from . import lut_kernel, pixel_kernels
+
+    lut_kernel.warm_up()
+    pixel_kernels.warm_up()
+
+
 __all__ = [
     "apply_lut",
     "apply_lut8",
@@ -41,6 +52,7 @@ __all__ = [
     "render_fast",
     "render_lut8",
     "render_torch",
+    "warm_up_kernels",
     "write_cube",
 ]
 

@@ -20,7 +20,7 @@ from aether_data.presets.model import PresetSettings, coerce_settings
 from aether_data.sources import box_shrink
 
 from .color import LUMA_WEIGHTS, linear_to_srgb, smoothstep, srgb_to_linear
-from .pixel_kernels import add_to_channels, curve_gain_curve, grain_pass, haze_pass
+from .pixel_kernels import add_to_channels, curve_gain_curve, detail_pass, grain_pass, haze_pass
 
 CLARITY_RADIUS = 0.02
 CLARITY_GAIN = 0.9
@@ -77,32 +77,56 @@ def _guided_coefficients(
     guide: np.ndarray, src: np.ndarray, radius: int, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
     mean_i = box(guide, radius)
-    mean_p = box(src, radius)
-    cov_ip = box(guide * src, radius) - mean_i * mean_p
     var_i = box(guide * guide, radius) - mean_i * mean_i
+    if src is guide:  # self-guided (clarity, texture): the source statistics are the guide's
+        mean_p, cov_ip = mean_i, var_i
+    else:
+        mean_p = box(src, radius)
+        cov_ip = box(guide * src, radius) - mean_i * mean_p
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     return box(a, radius), box(b, radius)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter (grey guide): edge-preserving smoothing built from box filters.
+def guided_coefficients(
+    guide: np.ndarray,
+    src: np.ndarray,
+    radius: int,
+    eps: float,
+    *,
+    src_small: np.ndarray | None = None,
+    shrink: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution linear coefficients (a, b) of He et al.'s guided filter: output = a·guide + b.
 
-    Radii ≥ FAST_GUIDED_MIN_RADIUS run the fast variant (coefficients at reduced resolution)."""
-    s = radius // 4 if radius >= FAST_GUIDED_MIN_RADIUS else 1
-    if s < 2 or min(guide.shape[:2]) < 4 * s:
-        a, b = _guided_coefficients(guide, src, radius, eps)
-        return (a * guide + b).astype(np.float32)
-    return _fast_guided(guide, box_shrink(src, s), s, radius, eps)
-
-
-def _fast_guided(guide: np.ndarray, src_small: np.ndarray, s: int, radius: int, eps: float) -> np.ndarray:
-    """Fast guided filter: coefficients from the 1/s-shrunk guide and a source already at 1/s,
-    upsampled and applied to the full-resolution guide."""
+    Radii ≥ FAST_GUIDED_MIN_RADIUS run the fast variant (He & Sun 2015): statistics of the 1/s
+    shrunk guide and source (s = radius // 4, or ``shrink``), coefficients upsampled; ``src_small``
+    is a source the caller already has at 1/``shrink``."""
+    s = shrink or (radius // 4 if radius >= FAST_GUIDED_MIN_RADIUS else 1)
+    if src_small is None and (s < 2 or min(guide.shape[:2]) < 4 * s):
+        return _guided_coefficients(guide, src, radius, eps)
     h, w = guide.shape[:2]
-    a, b = _guided_coefficients(box_shrink(guide, s), src_small, max(1, round(radius / s)), eps)
+    if src_small is None:
+        src_small = box_shrink(src, s)
+    guide_small = src_small if src is guide else box_shrink(guide, s)
+    a, b = _guided_coefficients(guide_small, src_small, max(1, round(radius / s)), eps)
     a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+    return a, b
+
+
+def guided_filter(
+    guide: np.ndarray,
+    src: np.ndarray,
+    radius: int,
+    eps: float,
+    *,
+    src_small: np.ndarray | None = None,
+    shrink: int | None = None,
+) -> np.ndarray:
+    """He et al.'s guided filter (grey guide): edge-preserving smoothing built from box filters
+    (fast variant for large radii, see `guided_coefficients`)."""
+    a, b = guided_coefficients(guide, src, radius, eps, src_small=src_small, shrink=shrink)
     return (a * guide + b).astype(np.float32)
 
 
@@ -153,6 +177,10 @@ def _add_luma(image: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return out.reshape(image.shape)
 
 
+def _flat32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+
+
 def _pixels_and_out(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pixels = np.ascontiguousarray(image, dtype=np.float32).reshape(-1, 3)
     return pixels, np.empty_like(pixels)
@@ -170,10 +198,11 @@ def local_contrast(
         return image
     y = _luma(image)
     radius = max(1, round(radius_frac * _short(image)))
-    base = guided_filter(y, y, radius, eps)
-    detail = y - base
-    weight = 0.25 + 0.75 * np.clip(4.0 * y * (1.0 - y), 0.0, 1.0) if midtones else 1.0
-    return _add_luma(image, gain * amount * detail * weight)
+    a, b = guided_coefficients(y, y, radius, eps)
+    # one compiled pass: base = a·y + b, delta = gain·amount·(y − base)·weight(y), added to R, G, B
+    pixels, out = _pixels_and_out(image)
+    detail_pass(pixels, y.reshape(-1), _flat32(a), _flat32(b), gain * amount, midtones, out)
+    return out.reshape(image.shape)
 
 
 DEHAZE_SHRINK_MIN_SHORT = 256
@@ -206,7 +235,11 @@ def dehaze(image: np.ndarray, amount: float) -> np.ndarray:
     y = _luma(image)
     radius = max(2, round(0.04 * short))
     # the transmission is already at 1/s: refine it with the fast guided filter on the full luma
-    refined = _fast_guided(y, raw, s, radius, 1e-3) if s > 1 else guided_filter(y, raw, radius, 1e-3)
+    refined = (
+        guided_filter(y, raw, radius, 1e-3, src_small=raw, shrink=s)
+        if s > 1
+        else guided_filter(y, raw, radius, 1e-3)
+    )
     trans = np.clip(refined, 0.0, 1.0).astype(np.float32, copy=False)
     pixels, out = _pixels_and_out(image)
     haze_pass(pixels, trans.reshape(-1), atmos.astype(np.float32), amount, DEHAZE_T_MIN, DEHAZE_ADD, out)

@@ -118,3 +118,15 @@ def vertices_read_u8(image: np.ndarray, n: int) -> np.ndarray:
     for offset in (1, n, n + 1, n * n, n * n + 1, n * n + n, n * n + n + 1):
         used[offset:] |= cells[: cells.size - offset]  # cells never start on the top face: no wrap
     return np.flatnonzero(used)
+
+
+def warm_up() -> None:
+    """Compile (first run on a machine) or load from the cache every kernel signature the build
+    uses, on tiny inputs, so that no sample pays for it. Decoded images arrive read-only (numba
+    types them apart from writable arrays), so both kinds are warmed."""
+    lut = np.zeros((2, 2, 2, 3), np.float32)
+    for writable in (True, False):
+        image = np.zeros((2, 2, 3), np.uint8)
+        image.flags.writeable = writable
+        apply_tetrahedral_u8(image, lut)
+        vertices_read_u8(image, 2)

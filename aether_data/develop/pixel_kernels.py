@@ -23,6 +23,30 @@ def add_to_channels(pixels: np.ndarray, delta: np.ndarray, out: np.ndarray) -> N
 
 
 @njit(cache=True, nogil=True)
+def detail_pass(
+    pixels: np.ndarray,
+    luma: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    strength: float,
+    midtones: bool,
+    out: np.ndarray,
+) -> None:
+    """Clarity / texture: base = a·y + b (guided-filter coefficients), delta = strength·(y − base),
+    weighted by 0.25 + 0.75·clip(4y(1 − y), 0, 1) when ``midtones``, added to every channel."""
+    k = np.float32(strength)
+    for i in range(pixels.shape[0]):
+        y = luma[i]
+        d = k * (y - (a[i] * y + b[i]))
+        if midtones:
+            m = min(max(np.float32(4.0) * y * (np.float32(1.0) - y), np.float32(0.0)), np.float32(1.0))
+            d = d * (np.float32(0.25) + np.float32(0.75) * m)
+        out[i, 0] = pixels[i, 0] + d
+        out[i, 1] = pixels[i, 1] + d
+        out[i, 2] = pixels[i, 2] + d
+
+
+@njit(cache=True, nogil=True)
 def grain_pass(
     pixels: np.ndarray,
     coarse: np.ndarray,
@@ -113,3 +137,16 @@ def curve_gain_curve(
             y = min(max(y, zero), one) * scale
             k = min(int(y), n - 1)
             out[i, c] = second[k] + second_step[k] * (y - np.float32(k))
+
+
+def warm_up() -> None:
+    """Compile or load every kernel on tiny inputs (see `lut_kernel.warm_up`)."""
+    px = np.zeros((4, 3), np.float32)
+    out = np.empty_like(px)
+    row = np.zeros(4, np.float32)
+    table = np.zeros(8, np.float32)
+    add_to_channels(px, row, out)
+    detail_pass(px, row, row, row, 0.5, True, out)
+    grain_pass(px, row, np.zeros(4, np.uint8), table, 0.5, 0.5, 0.5, np.zeros(3, np.float32), out)
+    haze_pass(px, row, np.zeros(3, np.float32), 0.5, 0.2, 0.55, out)
+    curve_gain_curve(px, row, table, table, table, table, out)
