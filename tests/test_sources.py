@@ -190,3 +190,24 @@ def test_list_sources(tmp_path: Path) -> None:
     assert list_sources(tmp_path / "list.parquet") == [str(tmp_path / "a.JPG"), "/abs/z.png"]
     with pytest.raises(SourceError):
         list_sources(tmp_path / "nope")
+
+
+def test_quantise_u8_is_the_numpy_rounding_exactly() -> None:
+    """The OpenCV fast path gives the bytes of clip(rint(x·255)) in float32: ties to even, negatives
+    and values above 1 saturated, any channel count, float64 input rounded as float32."""
+    from aether_data.sources import quantise_u8
+
+    rng = np.random.default_rng(0)
+    ties = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255.0)
+    for shape in [(48, 64, 3), (48, 64), (7, 5, 4), (3, 4, 5, 3)]:
+        x = rng.random(shape, dtype=np.float32) * np.float32(1.4) - np.float32(0.2)
+        x.flat[:256] = ties[: min(256, x.size)]
+        ref = np.clip(np.rint(x * np.float32(255.0)), 0, 255).astype(np.uint8)
+        out = quantise_u8(x)
+        assert out.dtype == np.uint8 and np.array_equal(out, ref)
+    grid = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    assert np.array_equal(quantise_u8(grid.reshape(16, 16)).ravel(), np.arange(256))
+    x64 = rng.random((9, 9, 3))
+    assert np.array_equal(quantise_u8(x64), quantise_u8(x64.astype(np.float32)))
+    u8 = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    assert quantise_u8(u8) is u8

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aether_data.sources import quantise_u8
+
 from .engine_np import render
 
 DEFAULT_LUT_SIZE = 33
@@ -148,11 +150,7 @@ def apply_lut_u8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 def to_u8(image: np.ndarray) -> np.ndarray:
     """Float [0, 1] → uint8 with the encoders' rounding (exact for decoded 8-bit pixels); uint8 as is."""
-    arr = np.asarray(image)
-    if arr.dtype == np.uint8:
-        return arr
-    # the same rounding as the JPEG/PNG encoders (sources._to_uint8)
-    return np.clip(np.rint(arr.astype(np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
+    return quantise_u8(image)
 
 
 def apply_lut8(image: np.ndarray, lut: np.ndarray | None, dtype: type = np.float32) -> np.ndarray:
