@@ -138,6 +138,48 @@ def test_vignette_mask_shape_controls() -> None:
     assert small.mean() < m.mean()  # a larger midpoint keeps more of the centre clear
 
 
+@pytest.mark.parametrize("roundness", [0, 60, -70])
+def test_vignette_pass_matches_the_numpy_formulas(roundness: int) -> None:
+    """The compiled vignette (mask and style per pixel) against the numpy reference of every style:
+    vignette_mask, sRGB decode / encode in closed form, luma offsets, paint blend."""
+    from aether_data.develop.color import smoothstep
+    from aether_data.develop.local_ops import VIGNETTE_STOPS, vignette
+    from aether_data.presets.model import coerce_settings
+
+    img = photos()[1]
+    h, w = img.shape[:2]
+    for style, amount, hc in ((1, -70, 60), (1, 50, 0), (2, -60, 0), (3, -80, 0), (3, 40, 0)):
+        s = coerce_settings(
+            {
+                "PostCropVignetteAmount": amount,
+                "PostCropVignetteStyle": style,
+                "PostCropVignetteMidpoint": 30,
+                "PostCropVignetteFeather": 40,
+                "PostCropVignetteRoundness": roundness,
+                "PostCropVignetteHighlightContrast": hc,
+            }
+        )
+        m = vignette_mask(h, w, 0.3, 0.4, roundness / 100.0).astype(np.float64)
+        x = img.astype(np.float64)
+        y = luminance(x[..., 0], x[..., 1], x[..., 2])
+        a = amount / 100.0
+        if style == 3:
+            k = (abs(a) * m)[..., None]
+            ref = x * (1.0 - k) + (1.0 if a > 0 else 0.0) * k
+        else:
+            stops = VIGNETTE_STOPS * a * m
+            if style == 1:
+                if a < 0:
+                    stops = stops * (1.0 - 0.6 * (hc / 100.0) * smoothstep((y - 0.6) / 0.4))
+                lin = srgb_to_linear(np.clip(x, 0.0, 1.0)) * np.exp2(stops)[..., None]
+                ref = linear_to_srgb(np.clip(lin, 0.0, 1.0))
+            else:
+                ref = x + (np.clip(y * np.exp2(0.8 * stops), 0.0, 1.0) - y)[..., None]
+        out = vignette(img, s)
+        assert out.dtype == np.float32 and out.shape == img.shape
+        assert np.abs(out - ref).max() < 1e-4, (style, amount, float(np.abs(out - ref).max()))
+
+
 def test_named_and_point_curves_are_monotone_where_their_points_are() -> None:
     grid = np.linspace(0, 1, 4097)
     rng = np.random.default_rng(5)

@@ -20,7 +20,7 @@ from aether_data.presets.model import PresetSettings, coerce_settings
 from aether_data.sources import box_shrink
 
 from .color import LUMA_WEIGHTS, linear_to_srgb, smoothstep, srgb_to_linear
-from .pixel_kernels import add_to_channels, curve_gain_curve, detail_pass, grain_pass, haze_pass
+from .pixel_kernels import add_to_channels, detail_pass, grain_pass, haze_pass, vignette_pass
 
 CLARITY_RADIUS = 0.02
 CLARITY_GAIN = 0.9
@@ -152,22 +152,18 @@ SRGB_TABLE_SIZE = 4096
 < 2e-5 from the closed form, 1/100 of an 8-bit step)."""
 
 
-def _tabulated(fn: Any) -> tuple[np.ndarray, np.ndarray]:
+def _tabulated(fn: Any) -> np.ndarray:
+    """(n, 2) float32: fn at k/n and the increment to (k+1)/n, for ``pixel_kernels._table``."""
     grid = np.linspace(0.0, 1.0, SRGB_TABLE_SIZE + 1, dtype=np.float64)
     values = fn(grid).astype(np.float32)
-    return np.ascontiguousarray(values[:-1]), np.diff(values).astype(np.float32)
+    return np.ascontiguousarray(np.stack([values[:-1], np.diff(values)], axis=1), dtype=np.float32)
 
 
 _TO_LINEAR = _tabulated(srgb_to_linear)
 _TO_SRGB = _tabulated(linear_to_srgb)
-
-
-def _exposure_in_linear(image: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """sRGB → linear → × 2^stops per pixel → clip → sRGB, fused in one compiled pass."""
-    pixels, out = _pixels_and_out(image)
-    gain = np.ascontiguousarray(np.exp2(stops, dtype=np.float32)).reshape(-1)
-    curve_gain_curve(pixels, gain, *_TO_LINEAR, *_TO_SRGB, out)
-    return out.reshape(image.shape)
+EXP2_RANGE = 2.0
+"""Vignette gains 2^x are tabulated for |x| ≤ EXP2_RANGE stops (the vignette needs ≤ 1.6)."""
+_EXP2 = _tabulated(lambda t: np.exp2((2.0 * t - 1.0) * EXP2_RANGE))
 
 
 def _add_luma(image: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -267,58 +263,78 @@ def sharpen(image: np.ndarray, amount: float, radius: float, detail: float, mask
     return _add_luma(image, gain * high)
 
 
-def vignette_mask(h: int, w: int, midpoint: float, feather: float, roundness: float) -> np.ndarray:
-    """0 in the untouched centre → 1 in the corners.
+def _vignette_geometry(
+    h: int, w: int, midpoint: float, feather: float, roundness: float
+) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
+    """(U, V, p, corner, centre, width) of the vignette: the distance from the centre is
+    d = (U[x] + V[y])^(1/p) / corner, separable per column / row, and the mask is
+    smoothstep((d − (centre − width/2)) / width).
 
     Roundness −1..1: 0 follows the frame's aspect (an ellipse), +1 is a circle, −1 a rounded
-    rectangle (super-ellipse exponent 2 → 6). Midpoint 0..1 moves the onset outwards, feather 0..1
-    widens the transition.
+    rectangle (super-ellipse exponent p = 2 → 6). Midpoint 0..1 moves the onset outwards, feather
+    0..1 widens the transition.
     """
-    # separable coordinates broadcast to (h, w) only in the final expression
-    u = ((np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0)[None, :]
-    v = ((np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0)[:, None]
+    u = (np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0
+    v = (np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0
     if roundness > 0:  # towards a circle: measure both axes in short-side units
-        aspect_u, aspect_v = (w / min(h, w)), (h / min(h, w))
-        u = u * (1.0 + roundness * (aspect_u - 1.0))
-        v = v * (1.0 + roundness * (aspect_v - 1.0))
+        u = u * (1.0 + roundness * (w / min(h, w) - 1.0))
+        v = v * (1.0 + roundness * (h / min(h, w) - 1.0))
     power = 2.0 + 4.0 * max(0.0, -roundness)
-    d = (np.abs(u) ** power + np.abs(v) ** power) ** (1.0 / power) if power != 2.0 else np.hypot(u, v)
     corner = 2.0 ** (1.0 / power) * max(1.0, 1.0 + roundness * (max(h, w) / min(h, w) - 1.0))
-    d = d / corner  # 1 at the far corner
-    centre = 0.25 + 0.6 * midpoint  # where the transition is half-way
-    width = 0.05 + 0.8 * feather  # feather widens the transition on both sides
+    big_u = (np.abs(u) ** power).astype(np.float32)
+    big_v = (np.abs(v) ** power).astype(np.float32)
+    return big_u, big_v, power, corner, 0.25 + 0.6 * midpoint, 0.05 + 0.8 * feather
+
+
+def vignette_mask(h: int, w: int, midpoint: float, feather: float, roundness: float) -> np.ndarray:
+    """0 in the untouched centre → 1 in the corners (see `_vignette_geometry`); numpy reference of
+    the mask that `vignette` computes per pixel in its compiled pass."""
+    big_u, big_v, power, corner, centre, width = _vignette_geometry(h, w, midpoint, feather, roundness)
+    d = (big_v[:, None] + big_u[None, :]) ** (1.0 / power) / corner  # 1 at the far corner
     return smoothstep((d - (centre - 0.5 * width)) / width).astype(np.float32)
 
 
 def vignette(image: np.ndarray, s: PresetSettings) -> np.ndarray:
-    """Post-crop vignette: styles 1 highlight priority, 2 colour priority, 3 paint overlay."""
+    """Post-crop vignette: styles 1 highlight priority, 2 colour priority, 3 paint overlay.
+
+    Style 1 is an exposure change in linear light (bright areas protected by the highlight
+    contrast when darkening); style 2 scales the luma and keeps each pixel's chroma offsets (less
+    hue / saturation shift); style 3 blends towards black or white. One compiled pass
+    (`pixel_kernels.vignette_pass`) computes the mask and applies the style per pixel.
+    """
     amount = s.num("PostCropVignetteAmount") / 100.0
     if amount == 0:
         return image
     h, w = image.shape[:2]
-    m = vignette_mask(
+    big_u, big_v, power, corner, centre, width = _vignette_geometry(
         h,
         w,
         s.num("PostCropVignetteMidpoint") / 100.0,
         s.num("PostCropVignetteFeather") / 100.0,
         s.num("PostCropVignetteRoundness") / 100.0,
     )
-    style = int(s.value("PostCropVignetteStyle"))
-    if style == 3:  # paint overlay: blend towards black or white
-        target = 1.0 if amount > 0 else 0.0
-        k = (abs(amount) * m)[..., None]
-        return image * (1.0 - k) + target * k
-    stops = VIGNETTE_STOPS * amount * m
-    if style == 1:  # highlight priority: exposure-like in linear light, bright areas protected
-        hc = s.num("PostCropVignetteHighlightContrast") / 100.0
-        y = _luma(image)
-        if amount < 0:
-            stops = stops * (1.0 - 0.6 * hc * smoothstep((y - 0.6) / 0.4))
-        return _exposure_in_linear(image, stops)
-    # colour priority: scale luma, keep each pixel's chroma ratio (less hue/saturation shift)
-    y = _luma(image)
-    y2 = np.clip(y * np.exp2(stops * 0.8), 0.0, 1.0)
-    return image + (y2 - y)[..., None]
+    pixels, out = _pixels_and_out(image)
+    vignette_pass(
+        pixels,
+        w,
+        big_u,
+        big_v,
+        power,
+        corner,
+        centre,
+        width,
+        int(s.value("PostCropVignetteStyle")),
+        amount,
+        VIGNETTE_STOPS,
+        s.num("PostCropVignetteHighlightContrast") / 100.0,
+        _LUMA_ROW[0],
+        _TO_LINEAR,
+        _TO_SRGB,
+        _EXP2,
+        EXP2_RANGE,
+        out,
+    )
+    return out.reshape(image.shape)
 
 
 def grain(image: np.ndarray, amount: float, size: float, frequency: float, seed: int) -> np.ndarray:

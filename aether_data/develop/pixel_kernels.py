@@ -108,35 +108,102 @@ def haze_pass(
                 out[i, c] = pixels[i, c] * (one - w) + atmos[c] * w
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _table(x: float, table: np.ndarray) -> float:
+    """A 1-D function on [0, 1] tabulated at n + 1 points, interpolated linearly (x clipped);
+    ``table[k] = (value at k/n, increment to the next)``: one cache line per look-up."""
+    n = table.shape[0]
+    pos = min(max(x, np.float32(0.0)), np.float32(1.0)) * np.float32(n)
+    k = min(int(pos), n - 1)
+    return table[k, 0] + table[k, 1] * (pos - np.float32(k))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _smoothstep(z: float) -> float:
+    z = min(max(z, np.float32(0.0)), np.float32(1.0))
+    return z * z * (np.float32(3.0) - np.float32(2.0) * z)
+
+
 @njit(cache=True, nogil=True)
-def curve_gain_curve(
+def vignette_pass(
     pixels: np.ndarray,
-    gain: np.ndarray,
-    first: np.ndarray,
-    first_step: np.ndarray,
-    second: np.ndarray,
-    second_step: np.ndarray,
+    width_px: int,
+    big_u: np.ndarray,
+    big_v: np.ndarray,
+    power: float,
+    corner: float,
+    centre: float,
+    width: float,
+    style: int,
+    amount: float,
+    max_stops: float,
+    highlight_contrast: float,
+    luma_weights: np.ndarray,
+    to_linear: np.ndarray,
+    to_srgb: np.ndarray,
+    exp2_table: np.ndarray,
+    exp2_range: float,
     out: np.ndarray,
 ) -> None:
-    """``out = T2(clip(T1(clip(x)) · gain))`` per channel, for (P, 3) float32 pixels and (P,) gains.
+    """Post-crop vignette, mask and style in one pass (``local_ops.vignette``).
 
-    T1, T2 are 1-D functions on [0, 1] tabulated at n + 1 points (``first[i]`` the value at i/n,
-    ``first_step[i]`` the increment to the next), interpolated linearly. One pass, tables in L1:
-    an exposure-like change in linear light (sRGB decode, gain, encode) at ~10× numpy's cost.
+    Mask m = smoothstep((d − (centre − width/2)) / width), d = (U[x] + V[y])^(1/p) / corner.
+    Style 3: blend towards white (amount > 0) or black by |amount|·m. Otherwise stops =
+    max_stops·amount·m; style 1 multiplies the linear-light channels by 2^stops (sRGB decode and
+    encode tabulated), protecting highlights by (1 − 0.6·hc·smoothstep((y − 0.6)/0.4)) when
+    darkening; style 2 moves every channel by the luma change clip(y·2^(0.8·stops)) − y.
+    2^x is tabulated on [−exp2_range, exp2_range] (a libm exp2 per pixel cost more than the rest).
     """
-    n = first.shape[0]
-    scale = np.float32(n)
-    zero = np.float32(0.0)
+    to_unit = np.float32(0.5 / exp2_range)
+    inv_p = np.float32(1.0 / power)
+    square = power == 2.0
+    inv_corner = np.float32(1.0 / corner)
+    onset = np.float32(centre - 0.5 * width)
+    inv_width = np.float32(1.0 / width)
+    am = np.float32(amount)
+    stops_per_m = np.float32(max_stops * amount)
+    hc = np.float32(highlight_contrast)
+    target = np.float32(1.0) if am > 0 else np.float32(0.0)
     one = np.float32(1.0)
+    wr = luma_weights[0]
+    wg = luma_weights[1]
+    wb = luma_weights[2]
+    row = 0
+    col = 0
     for i in range(pixels.shape[0]):
-        g = gain[i]
-        for c in range(3):
-            x = min(max(pixels[i, c], zero), one) * scale
-            k = min(int(x), n - 1)
-            y = (first[k] + first_step[k] * (x - np.float32(k))) * g
-            y = min(max(y, zero), one) * scale
-            k = min(int(y), n - 1)
-            out[i, c] = second[k] + second_step[k] * (y - np.float32(k))
+        if col == width_px:  # row by row without a division per pixel
+            col = 0
+            row += 1
+        r2 = big_u[col] + big_v[row]
+        col += 1
+        d = (np.sqrt(r2) if square else r2**inv_p) * inv_corner
+        m = _smoothstep((d - onset) * inv_width)
+        r = pixels[i, 0]
+        g = pixels[i, 1]
+        b = pixels[i, 2]
+        if style == 3:
+            k = abs(am) * m
+            out[i, 0] = r * (one - k) + target * k
+            out[i, 1] = g * (one - k) + target * k
+            out[i, 2] = b * (one - k) + target * k
+            continue
+        stops = stops_per_m * m
+        y = wr * r + wg * g + wb * b
+        if style == 1:
+            if am < 0:
+                stops = stops * (
+                    one - np.float32(0.6) * hc * _smoothstep((y - np.float32(0.6)) / np.float32(0.4))
+                )
+            gain = _table(stops * to_unit + np.float32(0.5), exp2_table)
+            out[i, 0] = _table(_table(r, to_linear) * gain, to_srgb)
+            out[i, 1] = _table(_table(g, to_linear) * gain, to_srgb)
+            out[i, 2] = _table(_table(b, to_linear) * gain, to_srgb)
+        else:
+            gain = _table(np.float32(0.8) * stops * to_unit + np.float32(0.5), exp2_table)
+            dy = min(max(y * gain, np.float32(0.0)), one) - y
+            out[i, 0] = r + dy
+            out[i, 1] = g + dy
+            out[i, 2] = b + dy
 
 
 def warm_up() -> None:
@@ -145,8 +212,29 @@ def warm_up() -> None:
     out = np.empty_like(px)
     row = np.zeros(4, np.float32)
     table = np.zeros(8, np.float32)
+    table2 = np.zeros((8, 2), np.float32)
     add_to_channels(px, row, out)
     detail_pass(px, row, row, row, 0.5, True, out)
     grain_pass(px, row, np.zeros(4, np.uint8), table, 0.5, 0.5, 0.5, np.zeros(3, np.float32), out)
     haze_pass(px, row, np.zeros(3, np.float32), 0.5, 0.2, 0.55, out)
-    curve_gain_curve(px, row, table, table, table, table, out)
+    for style in (1, 2, 3):
+        vignette_pass(
+            px,
+            2,
+            row,
+            row,
+            2.0,
+            1.0,
+            0.5,
+            0.5,
+            style,
+            -0.5,
+            1.6,
+            0.5,
+            row[:3],
+            table2,
+            table2,
+            table2,
+            2.0,
+            out,
+        )
