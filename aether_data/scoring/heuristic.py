@@ -54,20 +54,21 @@ def analysis_image(image: np.ndarray) -> np.ndarray:
 def heuristic_components(image: np.ndarray) -> dict[str, float]:
     """The five terms of the score, each in [0, 1], for an HxWx3 sRGB image (float in [0, 1] or uint8)."""
     img = analysis_image(image)
-    # every statistic straight from 8-bit/16-bit planes with OpenCV's (double-accumulating) mean and
-    # standard deviation: no float copies of the thumbnail
-    lab_l = cv2.cvtColor(img, cv2.COLOR_RGB2Lab)[..., 0]  # L* · 255/100
+    # every statistic from contiguous 8-bit / float32 planes with OpenCV's double-accumulating mean
+    # and standard deviation (no strided numpy passes over the thumbnail)
+    lab_l = cv2.extractChannel(cv2.cvtColor(img, cv2.COLOR_RGB2Lab), 0)  # L* · 255/100
     l_mean, l_std = (float(v[0, 0]) / 255.0 for v in cv2.meanStdDev(lab_l))
-    wide = img.astype(np.int16)
-    rg = wide[..., 0] - wide[..., 1]
-    yb2 = wide[..., 0] + wide[..., 1] - 2 * wide[..., 2]  # 2·(½(R + G) − B), exact in int16
+    # opponent planes R − G and 2·(½(R + G) − B), exact in int16
+    red, green, blue = cv2.split(img)
+    rg = cv2.subtract(red, green, dtype=cv2.CV_16S)
+    yb2 = cv2.subtract(cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S))
     rg_mean, rg_std = (float(v[0, 0]) for v in cv2.meanStdDev(rg))
     yb_mean, yb_std = (float(v[0, 0]) / 2.0 for v in cv2.meanStdDev(yb2))
     colourful = np.hypot(rg_std, yb_std) + 0.3 * np.hypot(rg_mean, yb_mean)
     luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     lap_var = float(cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_32F))[1][0, 0]) ** 2
-    # L* < 2 or > 98, i.e. 8-bit L below 0.02·255 or above 0.98·255
-    clipped = float(np.count_nonzero((lab_l <= 5) | (lab_l >= 250))) / lab_l.size
+    # L* < 2 or > 98, i.e. 8-bit L ≤ 5 or ≥ 250 (0.02·255 = 5.1, 0.98·255 = 249.9)
+    clipped = 1.0 - cv2.countNonZero(cv2.inRange(lab_l, 6, 249)) / lab_l.size
     return {
         "exposure": _clip01(1 - abs(l_mean - 0.5) / 0.4),
         "contrast": _clip01(1 - abs(l_std - 0.22) / 0.2),
