@@ -234,13 +234,36 @@ def _area_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def box_shrink(img: np.ndarray, k: int) -> np.ndarray:
-    """Exact k×k box mean: the image is cropped to a multiple of k, so OpenCV's INTER_AREA takes its
-    integer-factor path (several times cheaper than a fractional resize). k < 2 returns `img`."""
+    """k×k box mean: the image is cropped to a multiple of k, so OpenCV's INTER_AREA takes its
+    integer-factor path (several times cheaper than a fractional resize). A power-of-two k runs as
+    repeated 2×2 means (OpenCV's fastest path, ~5× cheaper than one 8×8 pass; for 8-bit images
+    each halving rounds, so values can differ from a single pass by a level). k < 2 returns `img`."""
     if k < 2:
         return img
+    if k & (k - 1) == 0:
+        while k > 1:
+            img = box_shrink_once(img, 2)
+            k //= 2
+        return img
+    return box_shrink_once(img, k)
+
+
+def box_shrink_once(img: np.ndarray, k: int) -> np.ndarray:
+    """One k×k box-mean pass (the image cropped to a multiple of k)."""
     h, w = img.shape[:2]
     h2, w2 = max(k, h - h % k), max(k, w - w % k)
     return _area_resize(img[:h2, :w2], w2 // k, h2 // k)
+
+
+def shrink_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area-downscale to (width, height): 2×2 box means while the image is at least twice the target,
+    then one small fractional INTER_AREA pass (a single fractional pass from full size costs ~10×
+    more); returns `img` when it is not larger than the target."""
+    while img.shape[1] >= 2 * width and img.shape[0] >= 2 * height:
+        img = box_shrink_once(img, 2)
+    if img.shape[1] == width and img.shape[0] == height:
+        return img
+    return _area_resize(img, width, height)
 
 
 def _resize_long_edge(img: np.ndarray, size: int) -> np.ndarray:

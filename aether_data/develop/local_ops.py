@@ -48,14 +48,14 @@ GRAIN_STD = 0.09
 def _normal_codes() -> np.ndarray:
     """256 standard-normal quantiles at (i + ½)/256, rescaled to unit variance: a uniform random
     byte through this table is a (finely quantised) Gaussian draw, ~6× cheaper than
-    ``standard_normal`` per pixel; the grain's fine layer needs nothing finer."""
+    ``standard_normal`` per pixel; film grain (both its layers) needs nothing finer."""
     from statistics import NormalDist
 
     q = np.array([NormalDist().inv_cdf((i + 0.5) / 256.0) for i in range(256)])
     return (q / q.std()).astype(np.float32)
 
 
-GRAIN_FINE_TABLE = _normal_codes()
+GRAIN_NORMAL_TABLE = _normal_codes()
 
 
 # ==================================================================================================
@@ -346,16 +346,16 @@ def grain(image: np.ndarray, amount: float, size: float, frequency: float, seed:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x6A1]))
     scale = max(1.0, (1.0 + 4.0 * size) * _short(image) / 1024.0)
     gh, gw = max(2, int(np.ceil(h / scale))), max(2, int(np.ceil(w / scale)))
-    coarse = rng.standard_normal((gh, gw), dtype=np.float32)
+    coarse = GRAIN_NORMAL_TABLE.take(rng.integers(0, 256, size=(gh, gw), dtype=np.uint8))
     coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     coarse /= max(float(coarse.std()), 1e-6)
-    codes = rng.integers(0, 256, size=(h, w), dtype=np.uint8)  # fine layer: see GRAIN_FINE_TABLE
+    codes = rng.integers(0, 256, size=(h, w), dtype=np.uint8)  # fine layer, coded as for the coarse one
     pixels, out = _pixels_and_out(image)
     grain_pass(
         pixels,
         np.ascontiguousarray(coarse, dtype=np.float32).reshape(-1),
         codes.reshape(-1),
-        GRAIN_FINE_TABLE,
+        GRAIN_NORMAL_TABLE,
         float(np.sqrt(1.0 - 0.5 * frequency)),
         float(np.sqrt(0.5 * frequency)),
         GRAIN_STD * amount,

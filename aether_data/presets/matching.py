@@ -26,7 +26,7 @@ import numpy as np
 
 from aether_data.develop.color import chroma_and_saturation, hue_degrees, luminance, skin_weight, to_opponent
 from aether_data.presets.taxonomy import Taxonomy, load_taxonomy
-from aether_data.sources import as_float01, to_pil_rgb
+from aether_data.sources import as_float01, shrink_to, to_pil_rgb
 
 SCENE_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.6, 0.5, 0.4)
 """A category's first listed scene type counts most."""
@@ -86,9 +86,7 @@ def image_features(image: np.ndarray) -> dict[str, float]:
     h, w = img.shape[:2]
     scale = 128.0 / max(h, w)
     if scale < 1.0:  # shrink first (in 8 bits for uint8 input), convert the thumbnail
-        img = cv2.resize(
-            img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
+        img = shrink_to(img, max(8, round(w * scale)), max(8, round(h * scale)))
     img = as_float01(img)
     h, w = img.shape[:2]
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
