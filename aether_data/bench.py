@@ -58,7 +58,7 @@ CPU_CORES_PER_NODE = 32
 class BenchConfig:
     """What one `aether bench` run measures (defaults: a few minutes on 2 busy cores)."""
 
-    samples: int = 96  # per workflow, throughput (distinct corpus images, one sample each)
+    samples: int = 288  # per workflow, throughput (distinct corpus images, one sample each)
     samples_per_shard: int = 16
     image_size: int = 512
     megapixels: float = 1.5  # corpus image size

@@ -510,7 +510,7 @@ def bench(
     markdown: Annotated[
         str, typer.Option("--markdown", help="write the README table here")
     ] = "benchmarks/results.md",
-    samples: Annotated[int, typer.Option("--samples", help="pairs per workflow measurement")] = 96,
+    samples: Annotated[int, typer.Option("--samples", help="pairs per workflow measurement")] = 288,
     image_size: Annotated[int, typer.Option("--image-size")] = 512,
     workflows: Annotated[str, typer.Option("--workflows", help="comma-separated")] = "param,style,auto",
     scaling_samples: Annotated[int, typer.Option("--scaling-samples")] = 256,

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         "--json", dest="json_path", default="benchmarks/results.json", help="write the result JSON here"
     )
     ap.add_argument("--markdown", dest="markdown_path", default="benchmarks/results.md")
-    ap.add_argument("--samples", type=int, default=96, help="samples per workflow (throughput)")
+    ap.add_argument("--samples", type=int, default=288, help="samples per workflow (throughput)")
     ap.add_argument("--image-size", type=int, default=512)
     ap.add_argument("--workflows", default="param,style,auto")
     ap.add_argument("--scaling-samples", type=int, default=256)

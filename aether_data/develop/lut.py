@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,14 @@ class CubeError(ValueError):
 
 
 def identity_lut(size: int = DEFAULT_LUT_SIZE) -> np.ndarray:
-    """The identity LUT: lut[i, j, k] = (i, j, k) / (size − 1)."""
+    """The identity LUT: lut[i, j, k] = (i, j, k) / (size − 1) (a fresh array the caller may modify)."""
     if size < 2:
         raise ValueError(f"LUT size must be at least 2, got {size}")
+    return _identity(int(size)).copy()
+
+
+@lru_cache(maxsize=8)
+def _identity(size: int) -> np.ndarray:
     axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
     rr, gg, bb = np.meshgrid(axis, axis, axis, indexing="ij")
     return np.stack([rr, gg, bb], axis=-1)

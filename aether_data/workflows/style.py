@@ -106,6 +106,7 @@ class StyleWorkflow:
         self.render_mode = st.render
         self.lut_size = int(st.lut_size)
         self.variants = int(st.instruction_variants)
+        self.fine_names = frozenset(f.name for f in self.taxonomy.fine)
         self.available = [f.name for f in self.taxonomy.fine if self.library.by_category(f.name)]
         extra = {p.fine for p in self.library if p.fine not in set(self.available)}
         self.available += sorted(extra)
@@ -179,11 +180,7 @@ class StyleWorkflow:
             dtype=np.uint8,
         )
         info = self.described(preset)
-        fine_cat = (
-            self.taxonomy.get_fine(preset.fine)
-            if preset.fine in {f.name for f in self.taxonomy.fine}
-            else None
-        )
+        fine_cat = self.taxonomy.get_fine(preset.fine) if preset.fine in self.fine_names else None
         instructions = style_instructions(
             {
                 "name": preset.name,
