@@ -12,14 +12,19 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_luma_at(pixels: np.ndarray, i: int, d: float, out: np.ndarray) -> None:
+    """``out[i] = pixels[i] + d`` on R, G and B alike (a luma change that keeps chroma offsets)."""
+    out[i, 0] = pixels[i, 0] + d
+    out[i, 1] = pixels[i, 1] + d
+    out[i, 2] = pixels[i, 2] + d
+
+
 @njit(cache=True, nogil=True)
 def add_to_channels(pixels: np.ndarray, delta: np.ndarray, out: np.ndarray) -> None:
     """``out[i, c] = pixels[i, c] + delta[i]``: a luma change applied to R, G and B alike."""
     for i in range(pixels.shape[0]):
-        d = delta[i]
-        out[i, 0] = pixels[i, 0] + d
-        out[i, 1] = pixels[i, 1] + d
-        out[i, 2] = pixels[i, 2] + d
+        _add_luma_at(pixels, i, delta[i], out)
 
 
 @njit(cache=True, nogil=True)
@@ -41,9 +46,7 @@ def detail_pass(
         if midtones:
             m = min(max(np.float32(4.0) * y * (np.float32(1.0) - y), np.float32(0.0)), np.float32(1.0))
             d = d * (np.float32(0.25) + np.float32(0.75) * m)
-        out[i, 0] = pixels[i, 0] + d
-        out[i, 1] = pixels[i, 1] + d
-        out[i, 2] = pixels[i, 2] + d
+        _add_luma_at(pixels, i, d, out)
 
 
 @njit(cache=True, nogil=True)
@@ -73,9 +76,7 @@ def grain_pass(
         y = wr * r + wg * g + wb * bl
         m = min(max(np.float32(4.0) * y * (np.float32(1.0) - y), np.float32(0.0)), np.float32(1.0))
         d = k * (a * coarse[i] + b * fine_table[fine_codes[i]]) * (np.float32(0.35) + np.float32(0.65) * m)
-        out[i, 0] = r + d
-        out[i, 1] = g + d
-        out[i, 2] = bl + d
+        _add_luma_at(pixels, i, d, out)
 
 
 @njit(cache=True, nogil=True)
@@ -200,10 +201,7 @@ def vignette_pass(
             out[i, 2] = _table(_table(b, to_linear) * gain, to_srgb)
         else:
             gain = _table(np.float32(0.8) * stops * to_unit + np.float32(0.5), exp2_table)
-            dy = min(max(y * gain, np.float32(0.0)), one) - y
-            out[i, 0] = r + dy
-            out[i, 1] = g + dy
-            out[i, 2] = b + dy
+            _add_luma_at(pixels, i, min(max(y * gain, np.float32(0.0)), one) - y, out)
 
 
 def warm_up() -> None:
