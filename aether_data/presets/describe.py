@@ -68,12 +68,18 @@ class Measurement:
     skin_out: np.ndarray
 
 
-def measure(settings: PresetSettings | Mapping[str, Any]) -> Measurement:
-    """Run the preset's per-pixel part on the probe."""
+def probe_colours() -> np.ndarray:
+    """The (N, 3) colours `measure` runs through a preset (ramp, hue patches, skin tones)."""
+    return _probe()[0]
+
+
+def measure(settings: PresetSettings | Mapping[str, Any], probe_out: np.ndarray | None = None) -> Measurement:
+    """Run the preset's per-pixel part on the probe; ``probe_out`` = results the caller already has
+    for `probe_colours` (e.g. evaluated in the same call as a LUT's lattice points)."""
     from aether_data.develop.preset_ops import pointwise_preset
 
     probe = _probe()
-    out = pointwise_preset(probe, coerce_settings(settings))[0]
+    out = pointwise_preset(probe, coerce_settings(settings))[0] if probe_out is None else probe_out
     n_ramp, n_patch = len(RAMP), 8 * len(PATCH_MEANS)
     return Measurement(
         ramp_out=out[:n_ramp],
@@ -133,10 +139,12 @@ def _tint(rgb: np.ndarray) -> tuple[float, float]:
 # ==================================================================================================
 # Effects
 # ==================================================================================================
-def effects(settings: PresetSettings | Mapping[str, Any]) -> list[Effect]:
-    """Every visible effect of a preset, strongest first."""
+def effects(
+    settings: PresetSettings | Mapping[str, Any], probe_out: np.ndarray | None = None
+) -> list[Effect]:
+    """Every visible effect of a preset, strongest first (``probe_out``: see `measure`)."""
     s = coerce_settings(settings)
-    m = measure(s)
+    m = measure(s, probe_out)
     out: list[Effect] = []
 
     def add(key: str, phrase: str, adjective: str, group: str, strength: float) -> None:

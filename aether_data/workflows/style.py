@@ -24,7 +24,7 @@ from aether_data.develop.preset_ops import (
     pointwise_preset,
     render_preset,
 )
-from aether_data.presets.describe import effects, style_instructions, style_plans
+from aether_data.presets.describe import effects, probe_colours, style_instructions, style_plans
 from aether_data.presets.library import Library, Preset, load_library
 from aether_data.presets.matching import make_matcher, top_categories
 from aether_data.presets.model import KEYS, PresetSettings
@@ -114,6 +114,7 @@ class StyleWorkflow:
             raise ValueError("the preset library is empty")
         self._luts: OrderedDict[str, np.ndarray | None] = OrderedDict()
         self._described: dict[str, dict[str, Any]] = {}
+        self._probe_out: dict[str, np.ndarray] = {}  # probe results of this sample's LUT call
 
     # caches ----------------------------------------------------------------------------------------
     def lut_for(self, preset: Preset, image: np.ndarray | None = None) -> np.ndarray | None:
@@ -121,15 +122,22 @@ class StyleWorkflow:
 
         On the 8-bit path (``lut_interpolation: u8``) with an ``image``: baked only at the lattice
         vertices this image reads (`bake_lut_for`, ~1/3 of a full bake's cost; a library of 5,030
-        presets gives few cache hits). Otherwise the full LUT, LRU-cached by preset id.
+        presets gives few cache hits). The description probe (`probe_colours`) always goes through
+        the same call, first, so describing a preset costs no call of its own and the layout of
+        that call never depends on what this worker has cached. Otherwise the full LUT, LRU-cached
+        by preset id.
         """
         if image is not None and self.interpolation == "u8":
             if not has_pointwise(preset.settings):
                 return None
-            u8 = to_u8(image)
-            return bake_lut_for(
-                u8, self.lut_size, lambda points: pointwise_preset(points[None], preset.settings)[0]
-            )
+            probe = probe_colours()
+
+            def evaluate(points: np.ndarray) -> np.ndarray:
+                out = pointwise_preset(np.concatenate([probe, points])[None], preset.settings)[0]
+                self._probe_out[preset.id] = out[: len(probe)]
+                return out[len(probe) :]
+
+            return bake_lut_for(to_u8(image), self.lut_size, evaluate)
         key = preset.id
         if key in self._luts:
             self._luts.move_to_end(key)
@@ -143,12 +151,13 @@ class StyleWorkflow:
     def described(self, preset: Preset) -> dict[str, Any]:
         """Effects, plans and summary of a preset (cached; they depend on the settings only)."""
         if preset.id not in self._described:
-            effs = effects(preset.settings)
+            effs = effects(preset.settings, self._probe_out.pop(preset.id, None))
             self._described[preset.id] = {
                 "effects": effs,
                 "plans": style_plans(preset.settings, effs),
                 "summary": ", ".join(e.phrase for e in effs[:4]),
             }
+        self._probe_out.pop(preset.id, None)
         return self._described[preset.id]
 
     # the sample --------------------------------------------------------------------------------------
