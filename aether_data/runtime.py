@@ -474,6 +474,7 @@ class ShardContext:
         # `aether audit` still uses, so every record is checked by both implementations.
         self.record_validator = fastjsonschema.compile(load_schema("sample"))
         warm_up_kernels()  # compiled LUT / pixel kernels loaded before the first sample, not during it
+        keep_freed_memory()  # reuse freed image buffers instead of page-faulting fresh ones
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":
@@ -740,6 +741,36 @@ def limit_threads(n: int = 1) -> None:
         torch.set_num_threads(n)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+MALLOC_MMAP_THRESHOLD = 32 << 20
+MALLOC_TRIM_THRESHOLD = 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Serve large allocations from the heap and keep freed memory for reuse (glibc only).
+
+    Why: a sample allocates many full-resolution image buffers (a 512×768 float32 RGB image is
+    4.7 MB). glibc hands out blocks that large with a fresh mmap by default and returns them on
+    free, so every buffer costs page faults on first touch: a compiled pass that takes 0.6 ms on a
+    reused buffer took 3.3 ms on a fresh one. With the mmap threshold at 32 MiB and a 256 MiB trim
+    threshold, freed buffers are reused; peak memory is unchanged (freed blocks are what later
+    buffers take). Process-wide, so it is set where a build's samples run (workers, the bench), and
+    a no-op where glibc's `mallopt` is not available. Returns whether it took effect.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
+    )
 
 
 class ShardBuilder:
