@@ -203,19 +203,14 @@ class ERDegrader:
         return out
 
     def degrade(
-        self,
-        image: np.ndarray,
-        z: np.ndarray,
-        masks: Sequence[int],
-        key: Any = None,
-        dtype: type = np.float32,
+        self, image: np.ndarray, z: np.ndarray, masks: Sequence[int], dtype: type = np.float32
     ) -> np.ndarray:
         """``R(image; masks · z)`` at full resolution through an 8-bit LUT: float32 in 1/255 steps, or
         uint8 with ``dtype=np.uint8``. ``image`` is float in [0, 1] or uint8.
 
         The LUT is baked only where this photo reads it (`bake_lut_for`, typically 10-20 % of the
-        lattice, the renderer MLP being the cost), so the result depends on this sample alone.
-        `key` is accepted for symmetry with `lut` (no cache is needed).
+        lattice, the renderer MLP being the cost), so the result depends on this sample alone and
+        nothing is cached.
         """
         import torch
 

@@ -10,8 +10,9 @@ pixel pairs determines it: on 37 auto drafts, 256 sampled pixels gave 15.4 dB of
     minimise  mean |render(input; p) − target|  +  SPARSITY · Σ|p|      over p ∈ [-1, 1]^38
 
 with Adam from p = 0 (`FIT_STEPS`, cosine learning-rate decay), only over the parameters of the
-allowed groups (the renderer's active latent groups). The L1 penalty keeps sliders the edit does not need at zero, so the annotation names the
-real defect rather than a cloud of tiny compensating moves. The best iterate is kept, values below
+allowed groups (the renderer's active latent groups). The L1 penalty keeps sliders the edit does
+not need at zero, so the annotation names the real defect rather than a cloud of tiny compensating
+moves. The best iterate is kept, values below
 DEAD_ZONE are zeroed, the rest rounded to slider precision, then sliders that barely matter are
 pruned (`_prune_batch`); if the result does not beat doing nothing, no parameters are returned at all
 (an honest "no fit"). `fit_params_batch` fits a whole shard's pairs in one batched render per step.
@@ -33,6 +34,8 @@ from aether_data.sources import as_float01
 SPARSITY = 2e-3
 DEAD_ZONE = 0.01
 """Normalised magnitude below which a fitted slider is dropped (an invisible move)."""
+FIT_PIXELS = 256
+"""Pixel pairs a fit works on (a 16×16 grid, see `_square`)."""
 FIT_STEPS = 30
 FIT_LR = 0.1
 FIT_LR_END_FRACTION = 0.05
@@ -147,7 +150,7 @@ def fit_params(
     target_img: np.ndarray,
     groups: Sequence[int] = (1, 1, 1),
     steps: int = FIT_STEPS,
-    pixels: int = 256,
+    pixels: int = FIT_PIXELS,
     lr: float = FIT_LR,
 ) -> FitResult:
     """Sliders p (slider scale) such that ``render(input_img, p) ≈ target_img`` (see module doc).
@@ -162,7 +165,7 @@ def fit_params_batch(
     targets: Sequence[np.ndarray],
     groups: Sequence[Sequence[int]],
     steps: int = FIT_STEPS,
-    pixels: int = 256,
+    pixels: int = FIT_PIXELS,
     lr: float = FIT_LR,
 ) -> list[FitResult]:
     """`fit_params` for many pairs at once: one batched render per Adam step.
@@ -208,9 +211,9 @@ def _fit_batch(
     opt = torch.optim.Adam([theta], lr=lr, betas=FIT_BETAS)
     best_loss = torch.full((n,), float("inf"))
     best = torch.zeros(n, len(P.PARAM_NAMES))
+    low = lr * FIT_LR_END_FRACTION
     for step in range(max(0, steps)):
         for group in opt.param_groups:  # cosine decay from lr to FIT_LR_END_FRACTION · lr
-            low = lr * FIT_LR_END_FRACTION
             group["lr"] = low + (lr - low) * 0.5 * (1.0 + math.cos(math.pi * step / steps))
         p = theta * allowed
         per_pair = (render_torch(x, p) - y).abs().mean(dim=(1, 2, 3))

@@ -55,6 +55,7 @@ from aether_data.scoring import heuristic_score
 from aether_data.shards import ShardWriter, atomic_write_bytes, file_sha256, json_bytes
 from aether_data.sources import (
     SourceError,
+    as_float01,
     bundled_license,
     bundled_photos,
     encode_jpeg,
@@ -511,10 +512,7 @@ class ShardContext:
         clock.mark("encode")
         img_u8 = decode_image_u8(base)  # what a reader sees: render from it, not from the float
         workflow = self.workflows[row.workflow]
-        if getattr(workflow, "takes_uint8", False):
-            image = img_u8
-        else:
-            image = np.divide(img_u8, np.float32(255.0), dtype=np.float32)
+        image = img_u8 if getattr(workflow, "takes_uint8", False) else as_float01(img_u8)
         clock.mark("decode")
         draft = getattr(workflow, "draft", None)
         pair: Pair = draft(row, image, rng) if draft is not None else workflow.synthesize(row, image, rng)

@@ -169,7 +169,7 @@ _EXP2 = _tabulated(lambda t: np.exp2((2.0 * t - 1.0) * EXP2_RANGE))
 def _add_luma(image: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``image + delta[..., None]`` in one compiled pass (numpy's broadcast add is ~3× slower)."""
     pixels, out = _pixels_and_out(image)
-    add_to_channels(pixels, np.ascontiguousarray(delta, dtype=np.float32).reshape(-1), out)
+    add_to_channels(pixels, _flat32(delta), out)
     return out.reshape(image.shape)
 
 
@@ -353,7 +353,7 @@ def grain(image: np.ndarray, amount: float, size: float, frequency: float, seed:
     pixels, out = _pixels_and_out(image)
     grain_pass(
         pixels,
-        np.ascontiguousarray(coarse, dtype=np.float32).reshape(-1),
+        _flat32(coarse),
         codes.reshape(-1),
         GRAIN_NORMAL_TABLE,
         float(np.sqrt(1.0 - 0.5 * frequency)),

@@ -20,6 +20,18 @@ def _add_luma_at(pixels: np.ndarray, i: int, d: float, out: np.ndarray) -> None:
     out[i, 2] = pixels[i, 2] + d
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _luma_at(pixels: np.ndarray, i: int, weights: np.ndarray) -> float:
+    """Rec.709 luma of pixel i (``weights`` = the three luma weights)."""
+    return weights[0] * pixels[i, 0] + weights[1] * pixels[i, 1] + weights[2] * pixels[i, 2]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _midtones(y: float) -> float:
+    """clip(4y(1 − y), 0, 1): 1 at mid-grey, 0 at black and white."""
+    return min(max(np.float32(4.0) * y * (np.float32(1.0) - y), np.float32(0.0)), np.float32(1.0))
+
+
 @njit(cache=True, nogil=True)
 def add_to_channels(pixels: np.ndarray, delta: np.ndarray, out: np.ndarray) -> None:
     """``out[i, c] = pixels[i, c] + delta[i]``: a luma change applied to R, G and B alike."""
@@ -44,8 +56,7 @@ def detail_pass(
         y = luma[i]
         d = k * (y - (a[i] * y + b[i]))
         if midtones:
-            m = min(max(np.float32(4.0) * y * (np.float32(1.0) - y), np.float32(0.0)), np.float32(1.0))
-            d = d * (np.float32(0.25) + np.float32(0.75) * m)
+            d = d * (np.float32(0.25) + np.float32(0.75) * _midtones(y))
         _add_luma_at(pixels, i, d, out)
 
 
@@ -66,15 +77,8 @@ def grain_pass(
     a = np.float32(coarse_weight)
     b = np.float32(fine_weight)
     k = np.float32(strength)
-    wr = luma_weights[0]
-    wg = luma_weights[1]
-    wb = luma_weights[2]
     for i in range(pixels.shape[0]):
-        r = pixels[i, 0]
-        g = pixels[i, 1]
-        bl = pixels[i, 2]
-        y = wr * r + wg * g + wb * bl
-        m = min(max(np.float32(4.0) * y * (np.float32(1.0) - y), np.float32(0.0)), np.float32(1.0))
+        m = _midtones(_luma_at(pixels, i, luma_weights))
         d = k * (a * coarse[i] + b * fine_table[fine_codes[i]]) * (np.float32(0.35) + np.float32(0.65) * m)
         _add_luma_at(pixels, i, d, out)
 
@@ -166,9 +170,6 @@ def vignette_pass(
     hc = np.float32(highlight_contrast)
     target = np.float32(1.0) if am > 0 else np.float32(0.0)
     one = np.float32(1.0)
-    wr = luma_weights[0]
-    wg = luma_weights[1]
-    wb = luma_weights[2]
     row = 0
     col = 0
     for i in range(pixels.shape[0]):
@@ -189,7 +190,7 @@ def vignette_pass(
             out[i, 2] = b * (one - k) + target * k
             continue
         stops = stops_per_m * m
-        y = wr * r + wg * g + wb * b
+        y = _luma_at(pixels, i, luma_weights)
         if style == 1:
             if am < 0:
                 stops = stops * (

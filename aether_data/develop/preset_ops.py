@@ -412,8 +412,9 @@ def render_preset(
     if method == "lut" and lut is None and has_pointwise(s):
         lut = bake_preset_lut(s, lut_size)
     if method == "lut" and interpolation == "u8":  # 8-bit tetrahedral kernel: the build's fast path
-        if np.asarray(image).ndim != 3 or np.asarray(image).shape[-1] != 3:
-            raise ValueError(f"expected an HxWx3 image, got shape {np.asarray(image).shape}")
+        shape = np.shape(image)
+        if len(shape) != 3 or shape[-1] != 3:
+            raise ValueError(f"expected an HxWx3 image, got shape {shape}")
         out8 = apply_lut8(image, lut, np.uint8)
         if not has_local(s):
             return out8 if np.dtype(dtype) == np.uint8 else as_float01(out8)

@@ -232,7 +232,7 @@ class AutoWorkflow:
         if feature_distance(histogram_features(degraded), target, kind) < before:
             return degraded, masks
         if full != masks and any(full):
-            retry = self.degrader.degrade(image, self.db.z_inv[ref], full, key=ref, dtype=image.dtype)
+            retry = self.degrader.degrade(image, self.db.z_inv[ref], full, dtype=image.dtype)
             if feature_distance(histogram_features(retry), target, kind) < before:
                 return retry, full
         return None
@@ -250,7 +250,7 @@ class AutoWorkflow:
         effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
         active = [e >= GROUP_ACTIVE_THRESHOLD for e in effects]
         masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
-        degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, key=ref, dtype=image.dtype)
+        degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, dtype=image.dtype)
         if cfg.require_toward_reference:
             checked = self._toward_reference(image, features, degraded, ref, masks, [int(a) for a in active])
             if checked is None:  # the inverse edit pushes this photo away from an unretouched look

@@ -79,10 +79,11 @@ class Workflow(Protocol):
 def augment_box(
     shape: tuple[int, ...], rng: np.random.Generator, spec: PipelineSpec
 ) -> tuple[int, int, int, int, bool]:
-    """The seeded crop ``(y0, x0, height, width)`` and flip of :func:`augment`, without pixels.
+    """Seeded random crop ``(y0, x0, height, width)`` (area in `sources.crop_scale`, source aspect
+    kept) and horizontal flip, without pixels.
 
-    Lets the build crop a view and flip after resizing (no full-resolution copy); the random draws
-    are exactly those of :func:`augment`.
+    Sources are reused across many samples; crops and flips make each use a distinct photo. The
+    build crops a view and flips after resizing (no full-resolution copy).
     """
     lo, hi = spec.sources.crop_scale
     h, w = shape[:2]
@@ -93,18 +94,6 @@ def augment_box(
     x0 = int(rng.integers(0, w - cw + 1))
     flip = bool(spec.sources.flip and rng.random() < 0.5)
     return y0, x0, ch, cw, flip
-
-
-def augment(image: np.ndarray, rng: np.random.Generator, spec: PipelineSpec) -> np.ndarray:
-    """Seeded random crop (area in `sources.crop_scale`, source aspect kept) and horizontal flip.
-
-    Sources are reused across many samples; crops and flips make each use a distinct photo.
-    """
-    y0, x0, ch, cw, flip = augment_box(image.shape, rng, spec)
-    out = image[y0 : y0 + ch, x0 : x0 + cw]
-    if flip:
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out)
 
 
 def image_stats(image: np.ndarray) -> dict[str, float]:
