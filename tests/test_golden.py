@@ -1,0 +1,58 @@
+"""Byte-identity guard: a fixed 24-sample build of each workflow must keep its exact bytes.
+
+Why: refactors (module moves, renamed helpers) must not change what a build writes. The sha256 of
+every shard, index, plan.parquet and manifest.json of three small builds are recorded in
+`tests/data/golden.json`; any change to record content, image encoding, plan layout or manifest
+shows up here. When a change is *meant* to alter the bytes (a new record field, new prompts),
+regenerate with `python tests/test_golden.py --write` and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "data" / "golden.json"
+WORKFLOWS = ("param", "style", "auto")
+ARGS = ("--num-samples", "24", "--samples-per-shard", "8", "--image-size", "256", "--seed", "11")
+
+
+def build_hashes(root: Path, workflow: str, run) -> dict[str, str]:
+    """Build one workflow into root/workflow and hash every reproducible file."""
+    out = root / workflow
+    code, text = run("build", "--workflow", workflow, *ARGS, "--workers", "1", "--out", str(out), "--quiet")
+    assert code == 0, text
+    files = sorted(
+        p
+        for p in out.rglob("*")
+        if p.is_file() and p.name not in ("run.json",) and "logs" not in p.relative_to(out).parts
+    )
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_build_bytes_match_golden(workflow, ray_session, tmp_path):
+    from conftest import run_cli
+
+    expected = json.loads(GOLDEN.read_text())[workflow]
+    got = build_hashes(tmp_path, workflow, run_cli)
+    assert sorted(got) == sorted(expected), "the set of files written changed"
+    changed = [name for name in expected if got[name] != expected[name]]
+    assert not changed, f"bytes changed for {changed}"
+
+
+if __name__ == "__main__":  # python tests/test_golden.py --write
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import run_cli
+
+    assert sys.argv[1:] == ["--write"], "usage: python tests/test_golden.py --write"
+    with tempfile.TemporaryDirectory() as tmp:
+        table = {w: build_hashes(Path(tmp), w, run_cli) for w in WORKFLOWS}
+    GOLDEN.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}")
