@@ -1,12 +1,12 @@
 """`aether bench`: throughput against a transcode floor, 1→2 worker scaling, flat memory, cost model.
 
 Why ratios: absolute times on a shared machine are noise, so every number that matters is a ratio
-measured in one run (DESIGN.md §7):
+measured in one run (docs/design.md §7):
 
 * **throughput**: each workflow's samples/s ÷ a transcode baseline on the *same images in the same
   process*, shard by shard interleaved so both see the same machine load. The baseline is the
   I/O + codec floor of a pair: read + decode the source exactly as aether does (same decoder, same
-  JPEG draft scale), resize to the output size, two JPEG encodes, tar write (ShardWriter).
+  JPEG draft scale), resize to the output size, two JPEG encodes, tar write (TarWriter).
   Both run in-process on one core (``limit_threads(1)``), with no Ray in between.
 * **bench corpus**: N distinct ~1.5 MP JPEGs made from random crops of the bundled photographs, one
   sample per image, so aether's per-shard decode cache cannot make it look better than the
@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aether_data.io.atomic import atomic_write_text
 
 __all__ = [
     "BenchConfig",
@@ -87,7 +89,7 @@ def make_corpus(out_dir: str | Path, n: int, *, seed: int = 0, megapixels: float
     """
     from PIL import Image
 
-    from aether_data.sources import bundled_photos
+    from aether_data.io.sources import bundled_photos
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,11 +126,11 @@ def transcode_shard(
 
     Returns the number of samples written.
     """
-    from aether_data.remote_sources import read_source_bytes
-    from aether_data.shards import ShardWriter
-    from aether_data.sources import encode_jpeg, load_image_bytes, resize_short_edge
+    from aether_data.dataset.tar import TarWriter
+    from aether_data.io.imaging import encode_jpeg, load_image_bytes, resize_short_edge
+    from aether_data.io.sources import read_source_bytes
 
-    with ShardWriter(out_tar) as writer:
+    with TarWriter(out_tar) as writer:
         for i, uri in enumerate(sources):
             pixels = load_image_bytes(read_source_bytes(uri), min_short=min_short, dtype=np.uint8, name=uri)
             img = resize_short_edge(pixels, size)
@@ -174,17 +176,21 @@ def _spec(
 
 def _context(workflow: str, cfg: BenchConfig, sources: str, out: Path) -> tuple[Any, Any, str | None]:
     """(spec, ShardContext, variant note) for the default spec, else the documented fallback."""
-    from aether_data.runtime import ShardContext
+    from aether_data.build.shard import ShardContext
 
     try:
         spec = _spec(workflow, cfg, sources, cfg.samples, cfg.image_size, cfg.samples_per_shard)
-        return spec, ShardContext(spec, out), None
+        return spec, ShardContext(spec, out, timer=time.thread_time), None
     except Exception as exc:
         if workflow not in FALLBACKS:
             raise
         label, extra = FALLBACKS[workflow]
         spec = _spec(workflow, cfg, sources, cfg.samples, cfg.image_size, cfg.samples_per_shard, extra)
-        return spec, ShardContext(spec, out), f"{label} (default spec: {type(exc).__name__}: {exc})"
+        return (
+            spec,
+            ShardContext(spec, out, timer=time.thread_time),
+            f"{label} (default spec: {type(exc).__name__}: {exc})",
+        )
 
 
 def measure_throughput(
@@ -195,15 +201,10 @@ def measure_throughput(
     Rates are per CPU second of this thread (``time.thread_time``): other jobs on a shared machine
     do not inflate them; the wall-clock ratio is reported too.
     """
-    from aether_data.runtime import (
-        STAGES,
-        Planner,
-        ShardTask,
-        StageClock,
-        iter_shard_spans,
-        limit_threads,
-        resolve_sources,
-    )
+    from aether_data.build.clock import STAGES
+    from aether_data.build.plan import Planner, iter_shard_spans, resolve_sources
+    from aether_data.build.shard import ShardTask
+    from aether_data.build.tuning import limit_threads
 
     limit_threads(1)
     results: dict[str, dict[str, Any]] = {}
@@ -214,9 +215,8 @@ def measure_throughput(
         except Exception as exc:  # a workflow that cannot start is reported, not fatal
             results[wf] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
-        ctx.clock = StageClock(time.thread_time)
         planner = Planner(spec, resolve_sources(spec))
-        min_short = ctx.sources.min_short
+        min_short = ctx.renderer.sources.min_short
         spans = list(iter_shard_spans(spec))
         # warm-up (imports, first-call costs) on a few samples, not timed
         warm = planner.rows(spans[0])[:2]
@@ -529,9 +529,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         log(f"bench: making {n_corpus} distinct ~{cfg.megapixels} MP corpus images in {workdir}")
         paths = make_corpus(workdir / "corpus", n_corpus, seed=cfg.seed, megapixels=cfg.megapixels)
         corpus_list = workdir / "corpus.txt"
-        corpus_list.write_text("".join(f"{p}\n" for p in paths))
+        atomic_write_text(corpus_list, "".join(f"{p}\n" for p in paths))
         small_list = workdir / "corpus-small.txt"
-        small_list.write_text("".join(f"{p}\n" for p in paths[: cfg.samples]))
+        atomic_write_text(small_list, "".join(f"{p}\n" for p in paths[: cfg.samples]))
         log(f"bench: throughput vs transcode, {cfg.samples} samples per workflow: {', '.join(cfg.workflows)}")
         workflows = measure_throughput(cfg.workflows, str(small_list), cfg, workdir)
         for wf, r in workflows.items():
@@ -598,8 +598,8 @@ def bench_command(
     table = render_markdown(result)
     log(table)
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(Path(json_path), json.dumps(result, indent=2) + "\n")
     if markdown_path:
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown_path).write_text("# aether benchmark results\n\n" + table)
+        atomic_write_text(Path(markdown_path), "# aether benchmark results\n\n" + table)
     return 0

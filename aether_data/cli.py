@@ -209,8 +209,10 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
+    from aether_data.build.errors import BuildError
+    from aether_data.build.executor import catch_interrupts
+    from aether_data.build.run import run_build
     from aether_data.config import SpecError, load_spec
-    from aether_data.runtime import BuildError, catch_interrupts, run_build
 
     if workflow is None and config is None:
         workflow = "auto"
@@ -298,7 +300,7 @@ def audit(
     deep: Annotated[bool, typer.Option("--deep", help="also decode every image")] = False,
 ) -> None:
     """Verify a dataset: checksums, indexes, keys, schemas. Exit 1 and name the shard on any problem."""
-    from aether_data.manifest import audit as run_audit
+    from aether_data.dataset.audit import audit as run_audit
 
     report = run_audit(directory, deep=deep)
     if as_json:
@@ -392,7 +394,7 @@ def train(
     ] = False,
 ) -> None:
     """Train a VeraRetouch stage on aether shards (see model_core/TRAINING.md)."""
-    from model_core.train.common import train_stage
+    from model_core.train.stage import train_stage
 
     if stage not in ("er", "align", "rsft", "dapo"):
         err.print(f"[red]error:[/red] unknown stage {stage!r}; choose er, align, rsft or dapo")
@@ -438,8 +440,9 @@ def retouch(
     ] = None,
 ) -> None:
     """Retouch a photo with a trained model, or copy a reference pair's edit (--ref-after)."""
-    from aether_data.shards import atomic_write_bytes
-    from aether_data.sources import SourceError, encode_jpeg, encode_png, load_image
+    from aether_data.io.atomic import atomic_write_bytes
+    from aether_data.io.errors import SourceError
+    from aether_data.io.imaging import encode_jpeg, encode_png, load_image
 
     try:
         if ref_after is not None:

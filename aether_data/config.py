@@ -7,18 +7,18 @@ stored verbatim in the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aether_data.contract import WORKFLOWS
+from aether_data.resources import data_path
 from aether_data.sampling import PROTOCOLS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PIPELINES_DIR = REPO_ROOT / "pipelines"
-WORKFLOWS: tuple[str, ...] = ("param", "style", "auto")
-IMPLEMENTED_WORKFLOWS: tuple[str, ...] = ("param", "style", "auto")
+PIPELINES_DIR = data_path("pipelines")
 
 
 class SpecError(ValueError):
@@ -267,11 +267,12 @@ def _format_error(exc: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, nested mappings merged key by key (inputs untouched)."""
     out = dict(base)
     for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = v
     return out
@@ -306,17 +307,11 @@ def load_spec(
         raise SpecError(f"{p}: a pipeline spec must be a mapping")
     if workflow is not None:
         data["workflow"] = workflow
-    data = _deep_merge(data, overrides or {})
+    data = deep_merge(data, overrides or {})
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_error(exc, str(p))) from None
-    missing = [w for w in spec.workflows() if w not in IMPLEMENTED_WORKFLOWS]
-    if missing:
-        raise SpecError(
-            f"workflow {', '.join(missing)} is not available in this version "
-            f"(available: {', '.join(IMPLEMENTED_WORKFLOWS)})"
-        )
     return spec
 
 

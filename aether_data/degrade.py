@@ -15,7 +15,6 @@ the stored JPEG/PNG encodes exactly what later stages saw):
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,9 @@ import numpy as np
 from aether_data.develop import apply_lut_u8, bake_lut_for, render_lut8
 from aether_data.develop.lut import to_u8
 from aether_data.fit import single_thread
+from aether_data.io import storage
+from aether_data.io.imaging import as_float01
 from aether_data.sampling import PROTOCOLS, OperatorStats, sample_params
-from aether_data.sources import as_float01
 
 LUT_CACHE_SIZE = 32
 """Small renderer lattices (group effects) kept per worker, keyed by (DB row, masks)."""
@@ -107,14 +107,6 @@ def draw_group_masks(
     return masks
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class ERDegrader:
     """The Retouch Encoder/Renderer, loaded once per worker, as a degradation operator.
 
@@ -136,7 +128,7 @@ class ERDegrader:
         if models is None:
             path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
             models = load_er_checkpoint(path)
-            fingerprint = fingerprint or file_sha256(path)
+            fingerprint = fingerprint or storage.sha256(path)
         self.encoder, self.renderer, self.config = models
         self.encoder.eval()
         self.renderer.eval()

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from aether_data import params as P
-from aether_data.sources import as_float01
+from aether_data.io.imaging import as_float01
 
 SPARSITY = 2e-3
 DEAD_ZONE = 0.01

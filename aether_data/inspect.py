@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from aether_data.shards import iter_shard
+from aether_data.dataset.tar import iter_shard
 
 Sample = tuple[str, dict[str, Any], bytes, bytes]
 

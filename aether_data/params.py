@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aether_data.io.atomic import atomic_write_text
+
 GROUPS: tuple[str, str, str] = ("light", "globalcolor", "specificcolor")
 """The three latent groups, in model order: z_l, z_gc, z_sc."""
 
@@ -204,4 +206,4 @@ def format_param_json(params: Mapping[str, float], include_zero: bool = False) -
 
 def write_param_json(params: Mapping[str, float], path: str | Path) -> None:
     """Write an official `param.json` (non-zero parameters only)."""
-    Path(path).write_text(json.dumps(format_param_json(params), indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(format_param_json(params), indent=2) + "\n")

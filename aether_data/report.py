@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from aether_data import __version__
+from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES
-from aether_data.shards import atomic_write_bytes, atomic_write_text
 
 SECTIONS = (
     "Overview",

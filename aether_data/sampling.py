@@ -16,14 +16,14 @@ import numpy as np
 import yaml
 
 from aether_data.params import GROUP_PARAMS, GROUPS, MASK_EPS, PARAM_NAMES, SPECS
+from aether_data.resources import data_path
 
 PROTOCOLS: tuple[str, ...] = tuple(
     "+".join(combo) for r in (1, 2, 3) for combo in itertools.combinations(GROUPS, r)
 )
 """The 7 non-empty subsets of {light, globalcolor, specificcolor}, e.g. ``"light+specificcolor"``."""
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STATS_PATH = REPO_ROOT / "presets" / "operator_stats.yaml"
+DEFAULT_STATS_PATH = data_path("presets", "operator_stats.yaml")
 
 
 def protocol_groups(protocol: str) -> tuple[str, ...]:
@@ -142,7 +142,7 @@ def sample_params(
     stats: OperatorStats | None = None,
     degrade: bool = False,
 ) -> tuple[str, dict[str, float]]:
-    """Draw (protocol, slider-scale params) per DESIGN.md section 3.
+    """Draw (protocol, slider-scale params) per docs/design.md section 3.
 
     With `protocol=None` one of the 7 protocols is drawn uniformly. With `degrade=True` each
     parameter's sign follows its `degrade_sign` (the auto workflow's supplementary branch).

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from aether_data import params as P
-from aether_data.presets.model import PresetFormatError
+from aether_data.presets.errors import PresetFormatError
 from aether_data.presets.xmp import read_xmp
 from aether_data.sampling import load_operator_stats
 
@@ -142,7 +142,7 @@ def operator_stats(root: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 HEADER = """\
-# Operator statistics for Gaussian parameter sampling (DESIGN.md section 3), recomputed by
+# Operator statistics for Gaussian parameter sampling (docs/design.md section 3), recomputed by
 # `aether stats operators --xmp-pairs DIR` from real before/after Lightroom settings (see
 # aether_data/stats_operators.py for the definitions of mean, std, p_active and degrade_sign).
 """

@@ -34,8 +34,9 @@ import numpy as np
 
 from aether_data.develop import apply_lut
 from aether_data.develop.preset_ops import bake_preset_lut, pointwise_preset, render_preset
+from aether_data.io.imaging import load_image
+from aether_data.io.sources import bundled_photos
 from aether_data.presets.library import load_library
-from aether_data.sources import bundled_photos, load_image
 
 PRESETS = (
     "kodak-portra-warm-01",

@@ -39,7 +39,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from aether_data.annotate.format import TASK_TOKENS, WORKFLOWS, build_prompt
+from aether_data.contract import TASK_TOKENS, WORKFLOWS, build_prompt
 
 TASK_OF_TOKEN: dict[str, str] = {v: k for k, v in TASK_TOKENS.items()}
 SHARD_RE = re.compile(r"^(param|style|auto)-\d+\.tar$")

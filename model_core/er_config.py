@@ -124,7 +124,7 @@ class ERConfig:
 
 
 PAPER = ERConfig()
-"""The published configuration (DESIGN.md section 6); meant for GPUs."""
+"""The published configuration (docs/design.md section 6, the paper's sizes); meant for GPUs."""
 
 CPU = ERConfig(
     name="cpu",

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aether_data.io.sources import PHOTOS_DIR
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES, to_vector
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-PHOTOS_DIR = Path(__file__).resolve().parents[1] / "aether_data" / "data" / "photos"
 
 GROUP_INDEX: dict[str, np.ndarray] = {
     g: np.array([PARAM_NAMES.index(n) for n in GROUP_PARAMS[g]], dtype=np.int64) for g in GROUPS

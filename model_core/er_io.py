@@ -8,7 +8,6 @@ modules without any other file.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from aether_data.io.atomic import AtomicFile
 from model_core.encoder import RetouchEncoder
 from model_core.er_config import ERConfig
 from model_core.renderer import RetouchRenderer
@@ -37,10 +37,8 @@ def model_tensors(encoder: RetouchEncoder, renderer: RetouchRenderer) -> dict[st
 def atomic_save(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str]) -> Path:
     """Write a safetensors file via a temp file + rename, so a crash never leaves a torn checkpoint."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    save_file(dict(tensors), str(tmp), metadata=dict(metadata))
-    os.replace(tmp, p)
+    with AtomicFile(p) as f:
+        save_file(dict(tensors), str(f.path), metadata=dict(metadata))
     return p
 
 

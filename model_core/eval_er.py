@@ -5,7 +5,7 @@ the output is compared with edit_θ(x):
 
 - ``per_protocol``: θ drawn for each of the 7 protocols, all latent blocks on (what reference
   retouching does; the acceptance numbers); ``per_protocol_masked``: the same samples with only the
-  protocol's groups' blocks on (DESIGN.md section 3's mask convention when the active groups are
+  protocol's groups' blocks on (docs/design.md section 3's mask convention when the active groups are
   known, as in param retouching);
 - ``interventions``: θ has all three groups active, but only some latent blocks are kept; the
   ground truth applies only the kept groups' parameters (names "L", "GC", "SC", "L+GC", ... list

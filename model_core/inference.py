@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from aether_data import params as P
-from aether_data.annotate.format import TASK_TOKENS, is_valid_completion
+from aether_data.contract import TASK_TOKENS, is_valid_completion
+from aether_data.io.atomic import atomic_write_text
 from model_core import metrics as M
 from model_core.data import TokenSpec, decode_image, iter_records, task_has_image, task_prompt, vision_pixels
 from model_core.renderer import apply_lut_numpy
@@ -73,7 +74,7 @@ def resolve_request(
     prompt: str | None = None, params: Mapping[str, float] | str | Path | None = None
 ) -> tuple[str, str]:
     """(workflow, user prompt) from the user's inputs (see module docstring)."""
-    from aether_data.annotate.format import build_prompt
+    from aether_data.contract import build_prompt
 
     if params is not None and prompt is not None:
         raise ValueError("give a prompt or parameters, not both")
@@ -266,7 +267,7 @@ def save_result(image: np.ndarray, completion: str, out_path: str | Path) -> tup
     if not ok:
         raise ValueError(f"{p}: cannot write an image with this extension")
     txt = p.with_suffix(".txt")
-    txt.write_text(completion + "\n", encoding="utf-8")
+    atomic_write_text(txt, completion + "\n")
     return p, txt
 
 

@@ -369,19 +369,11 @@ def test_answer_validation_is_grounded_in_the_request() -> None:
 def test_cli_build_with_the_openai_annotator_hits_the_cache_on_rerun(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """`aether build --annotator openai --openai-base-url …` twice: the second build sends nothing.
-
-    Skipped until the CLI has the annotator flags (the integration lives in runtime.py / cli.py).
-    """
+    """`aether build --annotator openai --openai-base-url …` twice: the second build sends nothing."""
     from conftest import run_cli
 
-    from aether_data.config import IMPLEMENTED_WORKFLOWS
-
-    code, help_text = run_cli("build", "--help")
-    if "--annotator" not in help_text:
-        pytest.skip("aether build has no --annotator flag yet")
-    request.getfixturevalue("ray_session")  # only now: a skipped test must not start Ray
-    workflow = "style" if "style" in IMPLEMENTED_WORKFLOWS else "param"
+    request.getfixturevalue("ray_session")
+    workflow = "style"
     with StubServer() as s:
         args = [
             "build", "--workflow", workflow, "--num-samples", "6", "--samples-per-shard", "3",

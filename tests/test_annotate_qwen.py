@@ -1,7 +1,7 @@
 """qwen-vl annotator end to end on a tiny randomly initialised Qwen2.5-VL (built here, no download).
 
-The model, tokenizer, image/video processors and chat template are constructed locally (DESIGN.md
-section 8), saved with save_pretrained and loaded back through `make_annotator`, i.e. the same code
+The model, tokenizer, image/video processors and chat template are constructed locally (the
+sizes are the smallest that transformers accepts), saved with save_pretrained and loaded back through `make_annotator`, i.e. the same code
 path as real weights. Its random generations are malformed, which exercises retry and fallback.
 """
 
@@ -18,9 +18,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("qwen_vl_utils")
 
 from aether_data.annotate import AnnotationRequest, make_annotator, parse_completion  # noqa: E402
-from aether_data.annotate.format import SPECIAL_TOKENS  # noqa: E402
 from aether_data.annotate.qwen_backend import QwenVLAnnotator  # noqa: E402
 from aether_data.config import AnnotatorSpec  # noqa: E402
+from aether_data.contract import SPECIAL_TOKENS  # noqa: E402
 
 CHAT_SPECIALS = [
     "<|endoftext|>",
@@ -137,7 +137,7 @@ def build_tiny_qwen(folder: Path) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread() -> object:
-    """One intra-op thread, as in a shard actor (runtime.limit_threads): tiny matmuls on a busy
+    """One intra-op thread, as in a shard actor (build.tuning.limit_threads): tiny matmuls on a busy
     2-core machine are ~10x slower with spinning OpenMP threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)

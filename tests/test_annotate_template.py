@@ -18,7 +18,7 @@ from aether_data.annotate import (
     is_valid_completion,
     parse_completion,
 )
-from aether_data.annotate.format import (
+from aether_data.contract import (
     ELEMENTS_PREFIX,
     INACTIVE_TEXT,
     PROMPTS_DIR,

@@ -26,8 +26,9 @@ from aether_data.expert_db import ExpertDB, ExpertDBError, feature_distance, his
 from aether_data.expert_db.db import build_expert_db
 from aether_data.expert_db.index import brute_force
 from aether_data.fit import fit_params
+from aether_data.io.imaging import encode_png, load_image
+from aether_data.io.sources import bundled_photos
 from aether_data.scoring import HeuristicScorer
-from aether_data.sources import bundled_photos, encode_png, load_image
 from aether_data.workflows.auto import AutoWorkflow, preflight
 from aether_data.workflows.base import PlanRow
 from model_core.er_io import DEFAULT_CHECKPOINT

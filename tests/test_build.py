@@ -251,7 +251,7 @@ def test_build_time_record_check_agrees_with_the_reference_validator(param_build
 
     import fastjsonschema
 
-    from aether_data.manifest import load_schema
+    from aether_data.dataset.schemas import load_schema
 
     schema = load_schema("sample")
     fast = fastjsonschema.compile(schema)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from aether_data.sources import bundled_photos
+from aether_data.io.sources import bundled_photos
 from tests.conftest import run_cli
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from aether_data import params as P
-from aether_data.annotate.format import RETOUCH_SEQUENCE, TASK_TOKENS
 from aether_data.annotate.template import AnnotationRequest, TemplateAnnotator
+from aether_data.contract import RETOUCH_SEQUENCE, TASK_TOKENS
+from aether_data.dataset.tar import TarWriter
 from aether_data.sampling import sample_params
-from aether_data.shards import ShardWriter
 from model_core.data import (
     ShardStream,
     ShuffleBuffer,
@@ -45,7 +45,7 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = 0
     for wf, n_shards in LAYOUT.items():
         for s in range(n_shards):
-            with ShardWriter(root / "shards" / f"{wf}-{s:06d}.tar") as w:
+            with TarWriter(root / "shards" / f"{wf}-{s:06d}.tar") as w:
                 for _ in range(PER_SHARD):
                     _, values = sample_params(rng, degrade=wf == "auto")
                     preset = {"id": "x", "name": "Teal Film", "primary": "film", "fine": "teal"}

@@ -29,8 +29,9 @@ from aether_data.expert_db import (
 )
 from aether_data.expert_db.features import FEATURE_DIM, SLICES
 from aether_data.expert_db.index import brute_force
+from aether_data.io.imaging import encode_png, load_image
+from aether_data.io.sources import bundled_photos
 from aether_data.sampling import load_operator_stats
-from aether_data.sources import bundled_photos, encode_png, load_image
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -201,9 +202,10 @@ def test_db_build_stores_aligned_rows_latents_and_meta(paired_db: tuple[Path, Pa
     assert len(db) == 12 and db.ids[0] == "pairs/p00"
     assert db.z_inv.shape == (12, 3 * 8) and np.isfinite(db.z_inv).all()
     assert db.meta["counts"]["kept"] == 12 and db.meta["scorer"] == "heuristic"
-    from aether_data.degrade import ERDegrader, file_sha256
+    from aether_data.degrade import ERDegrader
+    from aether_data.io.storage import sha256
 
-    assert db.fingerprint == file_sha256(ckpt)
+    assert db.fingerprint == sha256(ckpt)
     # z_inv is E(target, input), not E(input, target)
     deg = ERDegrader(str(ckpt))
     a, b = read_pair_image(pairs / "input/p03.png", 96), read_pair_image(pairs / "target/p03.png", 96)

@@ -3,42 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from records import jpeg, make_record
 
-from aether_data.manifest import (
-    INDEX_SCHEMA,
-    AuditReport,
-    audit,
+from aether_data.dataset.audit import AuditReport, audit
+from aether_data.dataset.index import INDEX_SCHEMA, index_row, read_index, shard_is_done, write_index
+from aether_data.dataset.manifest import (
     build_manifest,
     collect_skipped,
-    index_row,
-    load_schema,
-    read_index,
-    schema_path,
-    shard_is_done,
-    write_index,
     write_manifest,
     write_skipped_parquet,
 )
-from aether_data.shards import ShardWriter, file_sha256, json_bytes
+from aether_data.dataset.schemas import load_schema, schema_path
+from aether_data.dataset.tar import TarWriter
+from aether_data.io.canonical import json_bytes
+from aether_data.io.storage import sha256
 
-TASKS = {
-    "param": "<Professional_Retouch_Task>",
-    "style": "<Style_Retouch_Task>",
-    "auto": "<Auto_Retouch_Task>",
-}
 EXPECTED_COLUMNS = [
     "key",
     "input_offset",
@@ -66,47 +54,6 @@ EXPECTED_COLUMNS = [
 SPEC = {"workflows": ["param", "style"], "samples_per_shard": 3, "image": {"short_edge": 64, "format": "jpg"}}
 
 
-@cache
-def _base(size: tuple[int, int]) -> np.ndarray:
-    from skimage.data import astronaut
-
-    return np.asarray(Image.fromarray(astronaut()).resize(size, Image.Resampling.BILINEAR))
-
-
-def jpeg(gain: float = 1.0, size: tuple[int, int] = (64, 64)) -> bytes:
-    arr = np.clip(_base(size).astype(np.float32) * gain, 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
-
-
-def make_record(key: str) -> dict[str, Any]:
-    workflow = key.split("_")[0]
-    return {
-        "key": key,
-        "task": TASKS[workflow],
-        "workflow": workflow,
-        "protocol": "light+globalcolor" if workflow == "param" else None,
-        "instructions": ["Make it warmer and brighter."],
-        "completion": "<plan_light_start>+exposure<plan_light_end><retouch_light><retouch_color&temp><retouch_colormixer>",
-        "reasoning": {
-            "elements": None,
-            "problems": {"light": None, "globalcolor": None, "specificcolor": None},
-            "plans": {"light": "+exposure", "globalcolor": "warmer", "specificcolor": None},
-        },
-        "params": None,
-        "masks": [1, 1, 0],
-        "preset": {"id": "p1", "name": "Warm", "primary": "warm", "fine": "warm-soft"}
-        if workflow == "style"
-        else None,
-        "expert_ref": None,
-        "source": {"uri": f"mem://{key}", "sha256": "ab" * 32, "width": 64, "height": 64},
-        "scores": {"source": 5.0},
-        "seed": int(key.split("_")[1]),
-        "generator": {"name": "aether-test", "version": "0"},
-    }
-
-
 def build_shard(
     out: Path,
     name: str,
@@ -118,7 +65,7 @@ def build_shard(
 ) -> None:
     """Write shards/NAME.tar and index/NAME.parquet the way a shard task does."""
     rows = []
-    with ShardWriter(out / "shards" / f"{name}.tar") as w:
+    with TarWriter(out / "shards" / f"{name}.tar") as w:
         for k in keys:
             rec = record_fn(k)
             members = w.add(
@@ -197,7 +144,7 @@ def test_index_columns_metadata_and_offsets(dataset: Path) -> None:
     tar = dataset / "shards" / "param-000000.tar"
     assert meta == {
         "shard": "param-000000",
-        "tar_sha256": file_sha256(tar),
+        "tar_sha256": sha256(tar),
         "tar_size": tar.stat().st_size,
         "samples": 3,
         "skipped": SKIPPED,
@@ -229,7 +176,7 @@ def test_index_is_byte_deterministic(tmp_path: Path) -> None:
     assert a == (tmp_path / "b" / "index" / "param-000000.parquet").read_bytes()
     # rewriting over the existing index gives the same bytes again
     table, meta = read_index(tmp_path / "a" / "index" / "param-000000.parquet")
-    from aether_data.shards import ShardInfo
+    from aether_data.dataset.tar import ShardInfo
 
     info = ShardInfo(
         "param-000000",
@@ -304,7 +251,7 @@ def test_manifest_content(dataset: Path) -> None:
         "path": "shards/param-000000.tar",
         "index": "index/param-000000.parquet",
         "samples": 3,
-        "sha256": file_sha256(tar),
+        "sha256": sha256(tar),
         "size": tar.stat().st_size,
     }
     assert m["skipped"] == {"count": 3, "reasons": {"decode-error": 2, "too-small": 1}}
@@ -479,7 +426,7 @@ def test_audit_manifest_sample_count_mismatch(dataset: Path) -> None:
 def test_audit_index_order_mismatch(dataset: Path) -> None:
     idx = dataset / "index" / "param-000000.parquet"
     table, meta = read_index(idx)
-    from aether_data.shards import ShardInfo
+    from aether_data.dataset.tar import ShardInfo
 
     info = ShardInfo(
         "param-000000", dataset / "shards" / "param-000000.tar", 3, meta["tar_size"], meta["tar_sha256"]

@@ -18,10 +18,11 @@ from aether_data.develop.preset_ops import (
     pointwise_preset,
     render_preset,
 )
+from aether_data.develop.settings import NAMED_CURVES, PresetSettings
+from aether_data.io.imaging import load_image
+from aether_data.io.sources import bundled_photos
 from aether_data.presets.library import import_pack, load_library
-from aether_data.presets.model import NAMED_CURVES, PresetSettings
 from aether_data.presets.xmp import read_xmp
-from aether_data.sources import bundled_photos, load_image
 
 DATA = Path(__file__).resolve().parent / "data" / "presets"
 
@@ -144,7 +145,7 @@ def test_vignette_pass_matches_the_numpy_formulas(roundness: int) -> None:
     vignette_mask, sRGB decode / encode in closed form, luma offsets, paint blend."""
     from aether_data.develop.color import smoothstep
     from aether_data.develop.local_ops import VIGNETTE_STOPS, vignette
-    from aether_data.presets.model import coerce_settings
+    from aether_data.develop.settings import coerce_settings
 
     img = photos()[1]
     h, w = img.shape[:2]

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from aether_data.presets.library import import_pack, load_library, read_preset_file
-from aether_data.presets.lrtemplate import LuaSyntaxError, parse_lua_table, read_lrtemplate
-from aether_data.presets.model import (
+from aether_data.develop.settings import (
     KEYS,
     NAMED_CURVES,
-    PresetFormatError,
     PresetSettings,
     format_number,
     parse_curve,
     parse_number,
 )
+from aether_data.presets.errors import PresetFormatError
+from aether_data.presets.library import import_pack, load_library, read_preset_file
+from aether_data.presets.lrtemplate import LuaSyntaxError, parse_lua_table, read_lrtemplate
 from aether_data.presets.xmp import parse_xmp_bytes, read_xmp, to_xmp
 
 DATA = Path(__file__).resolve().parent / "data" / "presets"

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from aether_data.develop import read_cube
 from aether_data.develop.preset_ops import bake_preset_lut
+from aether_data.io.sources import bundled_photos
 from aether_data.presets.cli import presets_app
 from aether_data.presets.library import (
     DEFAULT_LIBRARY_PATH,
@@ -22,7 +23,6 @@ from aether_data.presets.library import (
     read_library_file,
 )
 from aether_data.presets.taxonomy import TaxonomyError, _parse, load_taxonomy
-from aether_data.sources import bundled_photos
 
 DATA = Path(__file__).resolve().parent / "data" / "presets"
 runner = CliRunner()

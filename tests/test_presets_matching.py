@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aether_data.io.imaging import load_image
+from aether_data.io.sources import bundled_photos
 from aether_data.presets.matching import (
     ClipMatcher,
     HeuristicMatcher,
@@ -20,7 +22,6 @@ from aether_data.presets.matching import (
     top_categories,
 )
 from aether_data.presets.taxonomy import load_taxonomy
-from aether_data.sources import bundled_photos, load_image
 
 TINY_CLIP = {
     "embed_dim": 16,

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from aether_data.sources import bundled_photos
+from aether_data.io.sources import bundled_photos
 from tests.conftest import run_cli
 
 CLI = [sys.executable, "-m", "aether_data.cli"]
@@ -236,7 +236,7 @@ def test_disk_full_fails_clearly_and_resumes(tiny_fs: Path, tmp_path: Path) -> N
     assert "No space left on device" in res.stderr and "re-run the same command to resume" in res.stderr
     assert not (out / "manifest.json").exists()
     assert not list((out / "shards").glob(".tmp-*")), "partial shard left behind"
-    from aether_data.manifest import shard_is_done
+    from aether_data.dataset.index import shard_is_done
 
     done = [
         p.stem

@@ -23,10 +23,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from aether_data.build.plan import Planner, iter_shard_spans, resolve_sources
+from aether_data.build.shard import ShardContext, ShardTask
 from aether_data.config import load_spec
-from aether_data.remote_sources import FetchSettings, fetch, is_list_name, parse_list, read_list
-from aether_data.runtime import Planner, ShardContext, ShardTask, iter_shard_spans, resolve_sources
-from aether_data.sources import SourceError, bundled_photos, list_sources
+from aether_data.io.errors import SourceError
+from aether_data.io.sources import (
+    FetchSettings,
+    bundled_photos,
+    fetch,
+    is_list_name,
+    list_sources,
+    parse_list,
+    read_list,
+)
 from tests.conftest import REPO
 
 PHOTOS = {p.name: p.read_bytes() for p in bundled_photos()}
@@ -203,7 +212,7 @@ def test_shard_from_urls_counts_bad_urls(server: str, tmp_path: Path) -> None:
     sources = resolve_sources(spec)
     assert sources == urls
     ctx = ShardContext(spec, tmp_path / "out")
-    ctx.sources.fetch = FAST
+    ctx.renderer.sources.fetch = FAST
     span = next(iter_shard_spans(spec))
     rows = Planner(spec, sources).rows(span)
     _Handler.hits.clear()
@@ -214,7 +223,7 @@ def test_shard_from_urls_counts_bad_urls(server: str, tmp_path: Path) -> None:
     assert res["reasons"] == dict(want)
     # one download (or one round of retries) per URL per shard, not one per sample
     assert _Handler.hits["/missing.jpg"] <= 1 and _Handler.hits["/slow.jpg"] <= 2
-    from aether_data.shards import iter_shard
+    from aether_data.dataset.tar import iter_shard
 
     for _, members in iter_shard(tmp_path / "out" / "shards" / f"{span.name}.tar"):
         src = json.loads(members["json"])["source"]

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aether_data import runtime
 from aether_data.bench import (
     BenchConfig,
     cost_model,
@@ -22,19 +21,19 @@ from aether_data.bench import (
     run_bench,
     transcode_shard,
 )
-from aether_data.config import load_spec
-from aether_data.runtime import (
+from aether_data.build import plan as plan_module
+from aether_data.build.clock import STAGES
+from aether_data.build.errors import BuildError
+from aether_data.build.plan import (
     PLAN_SCHEMA,
-    STAGES,
     Planner,
-    ShardContext,
-    ShardTask,
-    group_shards,
+    iter_plan,
     iter_shard_spans,
-    make_plan,
     resolve_sources,
     write_plan,
 )
+from aether_data.build.shard import ShardContext, ShardTask
+from aether_data.config import load_spec
 
 
 def _reference_plan_bytes(rows: list, group: int) -> bytes:
@@ -55,7 +54,7 @@ def test_streamed_plan_has_the_same_bytes(tmp_path: Path) -> None:
     sources = resolve_sources(spec)
     write_plan(tmp_path, spec, sources)
     assert (tmp_path / "plan.parquet").read_bytes() == _reference_plan_bytes(
-        make_plan(spec, sources), 1 << 20
+        list(iter_plan(spec, sources)), 1 << 20
     )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
@@ -64,13 +63,13 @@ def test_streamed_plan_bytes_across_row_groups_and_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the real sizes (1M-row groups, 64k-row batches) would need millions of rows; shrink both
-    monkeypatch.setattr(runtime, "PLAN_ROW_GROUP", 1000)
-    monkeypatch.setattr(runtime, "_PLAN_BATCH", 96)
+    monkeypatch.setattr(plan_module, "PLAN_ROW_GROUP", 1000)
+    monkeypatch.setattr(plan_module, "_PLAN_BATCH", 96)
     spec = load_spec(None, "param", {"num_samples": 2500, "samples_per_shard": 64, "seed": 1})
     sources = resolve_sources(spec)
     write_plan(tmp_path, spec, sources)
     data = (tmp_path / "plan.parquet").read_bytes()
-    assert data == _reference_plan_bytes(make_plan(spec, sources), 1000)
+    assert data == _reference_plan_bytes(list(iter_plan(spec, sources)), 1000)
     assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups == 3
 
 
@@ -80,29 +79,32 @@ def test_write_plan_refuses_a_different_plan(tmp_path: Path) -> None:
     assert write_plan(tmp_path, spec, sources) == 10
     assert write_plan(tmp_path, spec, sources) == 10  # same plan: resume
     other = load_spec(None, "param", {"num_samples": 10, "seed": 2})
-    with pytest.raises(runtime.BuildError, match="different plan"):
+    with pytest.raises(BuildError, match="different plan"):
         write_plan(tmp_path, other, sources)
 
 
 def test_spans_and_worker_rows_equal_the_materialised_plan() -> None:
     spec = load_spec(None, "all", {"num_samples": 50, "samples_per_shard": 6, "seed": 3})
     sources = resolve_sources(spec)
-    tasks = group_shards(make_plan(spec, sources))
+    rows = list(iter_plan(spec, sources))
+    by_shard: dict[str, list] = {}
+    for r in rows:
+        by_shard.setdefault(r.shard, []).append(r)
     spans = list(iter_shard_spans(spec))
-    assert [s.name for s in spans] == [t.name for t in tasks]
+    assert [s.name for s in spans] == list(by_shard)
     # a worker gets the source list as a pyarrow array from the object store
     planner = Planner(spec, pa.array(sources, type=pa.large_string()))
-    for span, task in zip(spans, tasks):
-        assert span.count == len(task.rows)
-        assert planner.rows(span) == task.rows
+    for span in spans:
+        assert span.count == len(by_shard[span.name])
+        assert planner.rows(span) == by_shard[span.name]
 
 
 def test_driver_planning_memory_does_not_grow_with_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Python-heap peak of planning 5k vs 50k samples (plan file + shard spans) stays flat."""
-    monkeypatch.setattr(runtime, "PLAN_ROW_GROUP", 2048)
-    monkeypatch.setattr(runtime, "_PLAN_BATCH", 512)
+    monkeypatch.setattr(plan_module, "PLAN_ROW_GROUP", 2048)
+    monkeypatch.setattr(plan_module, "_PLAN_BATCH", 512)
     peaks = {}
     for n in (100, 5_000, 50_000):  # the first run pays one-time allocations (imports, caches)
         spec = load_spec(None, "param", {"num_samples": n, "samples_per_shard": 256, "seed": 1})

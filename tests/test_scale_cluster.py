@@ -24,8 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from aether_data.build.plan import Planner, iter_shard_spans, resolve_sources
+from aether_data.build.shard import ShardContext, ShardTask
 from aether_data.config import load_spec
-from aether_data.runtime import Planner, ShardContext, ShardTask, iter_shard_spans, resolve_sources
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from aether_data.config import SpecError, load_spec
+from aether_data.io.imaging import load_image
+from aether_data.io.sources import bundled_photos
 from aether_data.scoring import (
     HeuristicScorer,
     LaionScorer,
@@ -20,7 +22,6 @@ from aether_data.scoring import (
     load_aesthetic_head,
     make_scorer,
 )
-from aether_data.sources import bundled_photos, load_image
 
 TINY_CLIP = {
     "embed_dim": 768,  # the LAION head's input size, as ViT-L/14
@@ -143,7 +144,7 @@ def test_make_scorer_and_spec_validation(laion_files: dict[str, str]) -> None:
 
 
 def test_laion_in_the_db_filter_and_the_source_filter(laion_files: dict[str, str], tmp_path: Path) -> None:
-    from aether_data.sources import SourceError
+    from aether_data.io.errors import SourceError
     from aether_data.workflows.auto import AutoWorkflow
     from aether_data.workflows.base import PlanRow
     from tests.test_expert_db import make_paired_folder, run_cli, tiny_er_checkpoint

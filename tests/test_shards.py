@@ -7,81 +7,28 @@ import io
 import json
 import os
 import tarfile
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
+from records import jpeg, make_record
 
-from aether_data.shards import (
+from aether_data.dataset.tar import (
     FIXED_MTIME,
     RECORD_SIZE,
     ShardFormatError,
-    ShardWriter,
+    TarWriter,
     UnsafeMemberError,
-    atomic_write_bytes,
-    atomic_write_text,
-    file_sha256,
     iter_shard,
-    json_bytes,
     sanitize_member_name,
 )
+from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
+from aether_data.io.canonical import json_bytes
+from aether_data.io.storage import sha256
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = {
-    "param": "<Professional_Retouch_Task>",
-    "style": "<Style_Retouch_Task>",
-    "auto": "<Auto_Retouch_Task>",
-}
-
-
-@cache
-def _astronaut(size: int) -> np.ndarray:
-    from skimage.data import astronaut
-
-    return np.asarray(Image.fromarray(astronaut()).resize((size, size), Image.Resampling.BICUBIC))
-
-
-def jpeg(gain: float = 1.0, size: int = 64) -> bytes:
-    arr = np.clip(_astronaut(size).astype(np.float32) * gain, 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
-
-
-def make_record(key: str, seed: int = 0) -> dict[str, Any]:
-    workflow = key.split("_")[0]
-    src = jpeg()
-    return {
-        "key": key,
-        "task": TASKS[workflow],
-        "workflow": workflow,
-        "protocol": "light" if workflow == "param" else None,
-        "instructions": ["Brighten the photo a little."],
-        "completion": "<plan_light_start>Raise exposure.<plan_light_end>"
-        "<retouch_light><retouch_color&temp><retouch_colormixer>",
-        "reasoning": {
-            "elements": None,
-            "problems": {"light": "slightly dark", "globalcolor": None, "specificcolor": None},
-            "plans": {"light": "raise exposure", "globalcolor": None, "specificcolor": None},
-        },
-        "params": None,
-        "masks": [1, 0, 0],
-        "preset": None,
-        "expert_ref": None,
-        "source": {
-            "uri": "skimage:astronaut",
-            "sha256": hashlib.sha256(src).hexdigest(),
-            "width": 64,
-            "height": 64,
-        },
-        "scores": {"source": 5.5, "target": None},
-        "seed": seed,
-        "generator": {"name": "aether-test", "version": "0"},
-    }
 
 
 def sample_members(key: str, seed: int = 0) -> dict[str, bytes]:
@@ -92,7 +39,7 @@ KEYS = [f"param_{i:09d}" for i in range(4)]
 
 
 def write_shard(path: Path, keys: list[str] = KEYS, reverse_members: bool = False):
-    with ShardWriter(path) as w:
+    with TarWriter(path) as w:
         infos = {}
         for i, k in enumerate(keys):
             m = sample_members(k, i)
@@ -112,7 +59,7 @@ def test_two_writes_are_byte_identical(tmp_path: Path) -> None:
     b, _ = write_shard(tmp_path / "b" / "param-000000.tar", reverse_members=True)
     assert a.path.read_bytes() == b.path.read_bytes()
     data = a.path.read_bytes()
-    assert a.sha256 == b.sha256 == hashlib.sha256(data).hexdigest() == file_sha256(a.path)
+    assert a.sha256 == b.sha256 == hashlib.sha256(data).hexdigest() == sha256(a.path)
     assert a.size == len(data) and len(data) % RECORD_SIZE == 0
     assert (a.name, a.samples) == ("param-000000", 4)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["param-000000.tar"]
@@ -174,19 +121,19 @@ def test_iter_shard_roundtrip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key", ["a.b", "a/b", "../x", "", "a b", "a\x00b", "/abs", "ключ"])
 def test_writer_rejects_bad_keys(tmp_path: Path, key: str) -> None:
-    with ShardWriter(tmp_path / "s.tar") as w, pytest.raises(ValueError):
+    with TarWriter(tmp_path / "s.tar") as w, pytest.raises(ValueError):
         w.add(key, {"json": b"{}"})
 
 
 @pytest.mark.parametrize("ext", ["../x", "/abs", "a/b", "", "a\\b", "x\x00", "json."])
 def test_writer_rejects_bad_extensions(tmp_path: Path, ext: str) -> None:
-    with ShardWriter(tmp_path / "s.tar") as w, pytest.raises(UnsafeMemberError):
+    with TarWriter(tmp_path / "s.tar") as w, pytest.raises(UnsafeMemberError):
         w.add("k", {"json": b"{}", ext: b"x"})
 
 
 def test_writer_duplicate_key_and_rejected_sample_leave_no_trace(tmp_path: Path) -> None:
     clean, _ = write_shard(tmp_path / "a" / "param-000000.tar")
-    with ShardWriter(tmp_path / "b" / "param-000000.tar") as w:
+    with TarWriter(tmp_path / "b" / "param-000000.tar") as w:
         for i, k in enumerate(KEYS):
             w.add(k, sample_members(k, i))
             with pytest.raises(ValueError, match="duplicate key"):
@@ -258,14 +205,14 @@ def test_exception_inside_writer_removes_temp_and_keeps_old_shard(tmp_path: Path
     final = tmp_path / "param-000000.tar"
     old, _ = write_shard(final)
     old_bytes = final.read_bytes()
-    with pytest.raises(RuntimeError, match="boom"), ShardWriter(final) as w:
+    with pytest.raises(RuntimeError, match="boom"), TarWriter(final) as w:
         w.add(KEYS[0], {"json": b"{}"})
         assert w.tmp_path.exists() and w.tmp_path.name.startswith(".tmp-")
         raise RuntimeError("boom")
     assert os.listdir(tmp_path) == ["param-000000.tar"]
-    assert final.read_bytes() == old_bytes and old.sha256 == file_sha256(final)
+    assert final.read_bytes() == old_bytes and old.sha256 == sha256(final)
     # leaving the block without commit also discards the temp
-    with ShardWriter(tmp_path / "other.tar") as w:
+    with TarWriter(tmp_path / "other.tar") as w:
         w.add(KEYS[0], {"json": b"{}"})
     assert os.listdir(tmp_path) == ["param-000000.tar"]
 
@@ -309,7 +256,7 @@ def test_file_sha256_streams_large_files(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 256, size=(5 << 20) // 2 + 7, dtype=np.uint8).tobytes()
     p = tmp_path / "big.bin"
     p.write_bytes(data)
-    assert file_sha256(p) == hashlib.sha256(data).hexdigest()
+    assert sha256(p) == hashlib.sha256(data).hexdigest()
 
 
 def test_json_bytes_is_canonical() -> None:

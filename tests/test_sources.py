@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aether_data.sources import (
-    PHOTOS_DIR,
-    SourceError,
-    bundled_license,
-    bundled_photos,
-    encode_jpeg,
-    encode_png,
-    list_sources,
-    load_image,
-    resize_short_edge,
-)
+from aether_data.io.errors import SourceError
+from aether_data.io.imaging import encode_jpeg, encode_png, load_image, resize_short_edge
+from aether_data.io.sources import PHOTOS_DIR, bundled_license, bundled_photos, list_sources
 
 
 def _gradient(w: int = 64, h: int = 48) -> np.ndarray:
@@ -195,7 +187,7 @@ def test_list_sources(tmp_path: Path) -> None:
 def test_quantise_u8_is_the_numpy_rounding_exactly() -> None:
     """The OpenCV fast path gives the bytes of clip(rint(x·255)) in float32: ties to even, negatives
     and values above 1 saturated, any channel count, float64 input rounded as float32."""
-    from aether_data.sources import quantise_u8
+    from aether_data.io.imaging import quantise_u8
 
     rng = np.random.default_rng(0)
     ties = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255.0)

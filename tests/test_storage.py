@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from aether_data import storage
-from aether_data.manifest import read_index, shard_is_done, write_index
-from aether_data.shards import ShardWriter, atomic_write_bytes, file_sha256, iter_shard
+from aether_data.dataset.index import read_index, shard_is_done, write_index
+from aether_data.dataset.tar import TarWriter, iter_shard
+from aether_data.io import storage
+from aether_data.io.atomic import AtomicFile, atomic_write_bytes, atomic_write_text
+from aether_data.io.storage import sha256
 
 
 @pytest.fixture
@@ -52,14 +54,14 @@ def test_remote_path_pure_operations(mem_root: storage.RemotePath) -> None:
 def test_write_read_list_delete(mem_root: storage.RemotePath) -> None:
     f = mem_root / "a" / "b.txt"
     assert not f.exists()
-    f.write_text("hello")
+    atomic_write_text(f, "hello")
     assert f.is_file() and not f.is_dir() and f.read_text() == "hello"
     assert (mem_root / "a").is_dir()
     assert f.stat().st_size == 5
-    (mem_root / "a" / "c.tar").write_bytes(b"x")
+    atomic_write_bytes(mem_root / "a" / "c.tar", b"x")
     assert [c.name for c in (mem_root / "a").iterdir()] == ["b.txt", "c.tar"]
     assert [c.name for c in (mem_root / "a").glob("*.tar")] == ["c.tar"]
-    assert storage.sha256(f) == hashlib.sha256(b"hello").hexdigest() == file_sha256(f)
+    assert storage.sha256(f) == hashlib.sha256(b"hello").hexdigest() == sha256(f)
     f.unlink()
     assert not f.exists()
     f.unlink(missing_ok=True)
@@ -77,14 +79,30 @@ def test_atomic_write_leaves_no_temp_keys(mem_root: storage.RemotePath) -> None:
 
 def test_failed_stream_write_publishes_nothing(mem_root: storage.RemotePath) -> None:
     dest = mem_root / "run" / "manifest.json"
-    with pytest.raises(RuntimeError), dest.open("wb") as f:
+    with pytest.raises(RuntimeError), AtomicFile(dest) as f:
         f.write(b'{"partial": ')
+        spool = f.path
         raise RuntimeError("killed mid-write")
-    assert not dest.exists()
+    assert not dest.exists() and not spool.exists()
     assert list((mem_root / "run").glob("*")) == []
-    with dest.open("wb") as f:
+    with AtomicFile(dest) as f:
         f.write(b"{}")
     assert dest.read_bytes() == b"{}"
+    with pytest.raises(ValueError, match="reading only"):
+        dest.open("wb")
+
+
+def test_local_atomic_file_replaces_whole_and_cleans_up(tmp_path: Path) -> None:
+    dest = tmp_path / "sub" / "manifest.json"
+    atomic_write_text(dest, "old")
+    with pytest.raises(RuntimeError), AtomicFile(dest) as f:
+        f.write(b"half")
+        raise RuntimeError("killed mid-write")
+    assert dest.read_text() == "old"
+    assert [p.name for p in dest.parent.iterdir()] == ["manifest.json"]  # no temp left
+    with AtomicFile(dest) as f:  # a library writing the temp path itself (parquet, safetensors)
+        f.path.write_bytes(b"new")
+    assert dest.read_bytes() == b"new" and [p.name for p in dest.parent.iterdir()] == ["manifest.json"]
 
 
 def test_shard_writer_and_index_on_a_uri(mem_root: storage.RemotePath, tmp_path: Path) -> None:
@@ -92,7 +110,7 @@ def test_shard_writer_and_index_on_a_uri(mem_root: storage.RemotePath, tmp_path:
     members = {"input.jpg": b"\xff\xd8in", "target.jpg": b"\xff\xd8out", "json": b'{"key":"k_1"}'}
     infos = {}
     for where in (tmp_path / "param-000000.tar", mem_root / "shards" / "param-000000.tar"):
-        with ShardWriter(where) as w:
+        with TarWriter(where) as w:
             info = w.add("k_1", members)
             shard = w.commit()
         infos[str(where)] = (shard, info)
@@ -109,13 +127,13 @@ def test_shard_writer_and_index_on_a_uri(mem_root: storage.RemotePath, tmp_path:
     assert shard_is_done(remote_tar, index)
     table, meta = read_index(index)
     assert table.num_rows == 1 and meta["tar_sha256"] == remote_shard.sha256
-    remote_tar.write_bytes(b"corrupted")
+    atomic_write_bytes(remote_tar, b"corrupted")
     assert not shard_is_done(remote_tar, index)
 
 
 def test_writer_abort_on_uri_leaves_nothing(mem_root: storage.RemotePath) -> None:
     final = mem_root / "shards" / "param-000009.tar"
-    with pytest.raises(RuntimeError), ShardWriter(final) as w:
+    with pytest.raises(RuntimeError), TarWriter(final) as w:
         w.add("k_1", {"input.jpg": b"a", "target.jpg": b"b", "json": b"{}"})
         assert w.tmp_path.exists()  # the local spool
         raise RuntimeError("task killed")
@@ -125,7 +143,7 @@ def test_writer_abort_on_uri_leaves_nothing(mem_root: storage.RemotePath) -> Non
 
 def test_local_file_downloads_once_and_cleans_up(mem_root: storage.RemotePath) -> None:
     obj = mem_root / "big.bin"
-    obj.write_bytes(b"z" * 3_000_000)
+    atomic_write_bytes(obj, b"z" * 3_000_000)
     with storage.local_file(obj) as local:
         assert local.read_bytes() == b"z" * 3_000_000
     assert not local.exists()

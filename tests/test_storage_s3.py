@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aether_data.sources import bundled_photos
+from aether_data.io.sources import bundled_photos
 from tests.conftest import REPO
 
 moto_server = pytest.importorskip("moto.server")
@@ -72,8 +72,9 @@ def test_build_and_audit_on_s3(
 
     for k, v in s3_env.items():
         monkeypatch.setenv(k, v)
-    from aether_data import storage
-    from aether_data.manifest import audit as run_audit
+    from aether_data.dataset.audit import audit as run_audit
+    from aether_data.io import storage
+    from aether_data.io.atomic import atomic_write_bytes
 
     run = storage.as_path("s3://bucket/run")
     names = sorted(p.name for p in (run / "shards").iterdir())
@@ -82,7 +83,7 @@ def test_build_and_audit_on_s3(
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["samples"] == 12
     record_sources = set()
-    from aether_data.shards import iter_shard
+    from aether_data.dataset.tar import iter_shard
 
     for _, members in iter_shard(run / "shards" / "param-000000.tar"):
         record_sources.add(json.loads(members["json"])["source"]["uri"])
@@ -104,6 +105,6 @@ def test_build_and_audit_on_s3(
     tar = run / "shards" / "param-000001.tar"
     data = bytearray(tar.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    tar.write_bytes(bytes(data))
+    atomic_write_bytes(tar, bytes(data))
     report = run_audit("s3://bucket/run")
     assert not report.ok and any(p.shard == "param-000001" for p in report.problems)

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from aether_data.annotate.format import RETOUCH_SEQUENCE
+from aether_data.config import deep_merge
+from aether_data.contract import RETOUCH_SEQUENCE
 from model_core.data import discover_shards
 from model_core.inference import evaluate, retouch, retouch_detailed, save_result
-from model_core.train.common import TINY, deep_merge, load_config, read_metrics, train_stage
+from model_core.train.common import TINY, load_config, read_metrics
+from model_core.train.stage import train_stage
 from model_core.vlm import build_model, load_model, read_tensors
 
 STEPS = 30

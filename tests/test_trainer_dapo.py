@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aether_data.annotate.format import INACTIVE_TEXT, RETOUCH_SEQUENCE
+from aether_data.contract import INACTIVE_TEXT, RETOUCH_SEQUENCE
 from model_core.train.common import DAPOSpec
 from model_core.train.dapo import (
     aesthetic_reward,

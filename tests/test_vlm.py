@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from aether_data.annotate.format import INACTIVE_TEXT, RETOUCH_SEQUENCE, SPECIAL_TOKENS
+from aether_data.contract import INACTIVE_TEXT, RETOUCH_SEQUENCE, SPECIAL_TOKENS
 from model_core.adaptor import RetouchAdaptor
 from model_core.train.common import CONFIG_DIR, TINY, load_config
 from model_core.vlm import VeraRetouch, build_model, load_model, masks_from_completion, save_model
@@ -131,3 +131,14 @@ def test_save_load_roundtrip(tiny: VeraRetouch, tmp_path: Path) -> None:
     assert torch.allclose(_z(again, ids), _z(tiny, ids), atol=1e-6)
     assert again.image_tokens == tiny.image_tokens
     assert again.tokenizer(COMPLETION)["input_ids"] == tiny.tokenizer(COMPLETION)["input_ids"]
+
+
+def test_stored_tokenizer_corpus_equals_the_template_annotators_output() -> None:
+    """model_core reads the corpus from a file (it must not import the annotators): keep it current.
+
+    Regenerate with `python -m aether_data.annotate.corpus` after changing template wording.
+    """
+    from aether_data.annotate.corpus import corpus_json
+    from model_core.vlm import TOKENIZER_CORPUS
+
+    assert TOKENIZER_CORPUS.read_text(encoding="utf-8") == corpus_json()

@@ -2,21 +2,16 @@
 
 The template annotator is the deterministic default; VLM annotators (transformers Qwen-VL,
 OpenAI-compatible servers) validate their output with `parse_completion` and fall back to it.
-`make_annotator(spec)` builds the backend named by an AnnotatorSpec; every backend has the
+`make_annotator(spec)` (``factory``) builds the backend named by an AnnotatorSpec; every backend has the
 non-blocking `submit(request, image, key) -> Future[Annotation]` interface (`base.Annotator`).
 The openai and qwen-vl backends are imported lazily (by make_annotator) to keep imports light.
 """
 
-from aether_data.annotate.base import (
-    Annotator,
-    TemplateBackend,
-    annotator_manifest,
-    build_category_prompt,
-    make_annotator,
-    vlm_prompt_version,
-)
+from aether_data.annotate.base import Annotator, TemplateBackend, vlm_prompt_version
 from aether_data.annotate.cache import AnnotationCache, default_cache_dir
-from aether_data.annotate.format import (
+from aether_data.annotate.factory import annotator_manifest, make_annotator
+from aether_data.annotate.template import Annotation, AnnotationRequest, TemplateAnnotator
+from aether_data.contract import (
     PROMPT_VERSIONS,
     Completion,
     CompletionFormatError,
@@ -26,7 +21,6 @@ from aether_data.annotate.format import (
     is_valid_completion,
     parse_completion,
 )
-from aether_data.annotate.template import Annotation, AnnotationRequest, TemplateAnnotator
 
 __all__ = [
     "PROMPT_VERSIONS",
@@ -40,7 +34,6 @@ __all__ = [
     "TemplateAnnotator",
     "TemplateBackend",
     "annotator_manifest",
-    "build_category_prompt",
     "build_completion",
     "build_prompt",
     "default_cache_dir",

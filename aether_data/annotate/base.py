@@ -26,7 +26,9 @@ import numpy as np
 
 from aether_data import params as P
 from aether_data.annotate.cache import AnnotationCache, cache_key, image_digest
-from aether_data.annotate.format import (
+from aether_data.annotate.template import Annotation, AnnotationRequest, TemplateAnnotator
+from aether_data.annotate.validate import ParsedAnswer, parse_answer
+from aether_data.contract import (
     INACTIVE_TEXT,
     PROMPT_VERSIONS,
     RETOUCH_SEQUENCE,
@@ -35,8 +37,6 @@ from aether_data.annotate.format import (
     load_prompt_template,
     start_tag,
 )
-from aether_data.annotate.template import Annotation, AnnotationRequest, TemplateAnnotator
-from aether_data.annotate.validate import ParsedAnswer, parse_answer
 
 if TYPE_CHECKING:
     from aether_data.config import AnnotatorSpec
@@ -61,7 +61,6 @@ VLM_PROMPT_PARTS: dict[str, tuple[str, ...]] = {
     "style": ("vlm_plans_v1", "vlm_variants_style_v1"),
 }
 """User-turn prompt files per workflow; a new wording gets a new file (and so a new version string)."""
-CATEGORY_PROMPT_VERSION = "vlm_category_v1"
 
 TRANSIENT_REASONS = ("timeout", "connection", "http-5", "http-429", "bad-response", "error:")
 """Fallback reasons (prefixes) that say nothing about the sample: such fallbacks are not cached, so
@@ -169,7 +168,7 @@ class TemplateBackend:
         return dict(PROMPT_VERSIONS)
 
     def annotate(self, request: AnnotationRequest) -> Annotation:
-        """Synchronous annotation (what runtime.py calls today)."""
+        """Synchronous annotation (tools and tests; a build submits and collects futures)."""
         ann = self._template.annotate(request)
         self._stats.add("annotations")
         return ann
@@ -318,14 +317,6 @@ def build_vlm_prompt(request: AnnotationRequest, template: Annotation, n_variant
     plans = load_prompt_template(parts[0]).format(task=task, **fields)
     variants = load_prompt_template(parts[1]).format(n=n_variants, instruction=base)
     return system, f"{plans}\n{variants}"
-
-
-def build_category_prompt(families: Mapping[str, Sequence[str]], k: int = 3) -> str:
-    """The style category-matching prompt (`vlm_category_v1`): families → their fine categories."""
-    cats = "\n".join(
-        f"{_plain(fam, 80)}: " + "; ".join(_plain(f, 80) for f in fines) for fam, fines in families.items()
-    )
-    return load_prompt_template(CATEGORY_PROMPT_VERSION).format(categories=cats, k=int(k))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -592,40 +583,3 @@ class VlmAnnotatorBase:
     def _resolve(self, job: VlmJob, ann: Annotation) -> None:
         if not job.future.done():
             job.future.set_result(ann)
-
-
-def make_annotator(spec: AnnotatorSpec | None = None, *, n_variants: int = DEFAULT_VARIANTS) -> Annotator:
-    """The backend named by `spec.backend` (template when spec is None).
-
-    qwen-vl loads the model here: build it once per shard actor (ShardContext), not per shard.
-    """
-    from aether_data.config import AnnotatorSpec
-
-    spec = spec or AnnotatorSpec()
-    if spec.backend == "template":
-        return TemplateBackend()
-    if spec.backend == "openai":
-        from aether_data.annotate.openai_backend import OpenAIAnnotator
-
-        return OpenAIAnnotator(spec, n_variants=n_variants)
-    if spec.backend == "qwen-vl":
-        from aether_data.annotate.qwen_backend import QwenVLAnnotator
-
-        return QwenVLAnnotator(spec, n_variants=n_variants)
-    raise ValueError(f"unknown annotator backend {spec.backend!r}")
-
-
-def annotator_manifest(spec: AnnotatorSpec) -> dict[str, Any]:
-    """The manifest's `annotator` entry for a spec, without loading anything (never keys or URLs' secrets)."""
-    from pathlib import Path
-
-    if spec.backend == "template":
-        return {"backend": "template", "model": None, "prompt_versions": dict(PROMPT_VERSIONS)}
-    model = spec.model if spec.model else (Path(spec.model_path).name if spec.model_path else None)
-    versions = {wf: vlm_prompt_version(wf) for wf in VLM_PROMPT_PARTS}
-    return {
-        "backend": spec.backend,
-        "model": model,
-        "prompt_versions": versions,
-        "fallback_prompt_versions": dict(PROMPT_VERSIONS),
-    }

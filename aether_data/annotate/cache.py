@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aether_data.io.atomic import atomic_write_bytes
 
 CACHE_FORMAT = 1
 """Bumped when the entry layout or the key recipe changes (old entries then simply miss)."""
@@ -109,14 +110,5 @@ class AnnotationCache:
         """Write atomically; concurrent writers of the same key are harmless (same content, rename wins)."""
         if not self.enabled:
             return
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = canonical_json({**entry, "cache_format": CACHE_FORMAT, "key": key}).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self.path(key), data)

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from aether_data.annotate.base import DEFAULT_VARIANTS, VlmAnnotatorBase, VlmJob, derive_seed
 from aether_data.annotate.cache import AnnotationCache, to_uint8
-from aether_data.annotate.format import SPECIAL_TOKENS
 from aether_data.annotate.template import Annotation
+from aether_data.contract import SPECIAL_TOKENS
 
 if TYPE_CHECKING:
     from aether_data.config import AnnotatorSpec

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aether_data import params as P
-from aether_data.annotate.format import (
+from aether_data.contract import (
     PROMPT_VERSIONS,
     TASK_TOKENS,
     WORKFLOWS,

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from aether_data import params as P
-from aether_data.annotate.format import (
+from aether_data.annotate.template import AnnotationRequest
+from aether_data.contract import (
     _TAG_RE,
     DEFAULT_LIMITS,
     ELEMENTS_PREFIX,
@@ -27,7 +28,6 @@ from aether_data.annotate.format import (
     parse_completion,
     start_tag,
 )
-from aether_data.annotate.template import AnnotationRequest
 
 MAX_VARIANT_CHARS = 400
 """A longer "instruction" is a run-away generation, not a request a user would type."""

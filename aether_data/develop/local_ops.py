@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aether_data.presets.model import PresetSettings, coerce_settings
-from aether_data.sources import box_shrink
+from aether_data.develop.settings import PresetSettings, coerce_settings
+from aether_data.io.imaging import box_shrink
 
 from .color import LUMA_WEIGHTS, linear_to_srgb, smoothstep, srgb_to_linear
 from .pixel_kernels import add_to_channels, detail_pass, grain_pass, haze_pass, vignette_pass

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aether_data.sources import quantise_u8
+from aether_data.io.atomic import atomic_write_text
+from aether_data.io.imaging import quantise_u8
 
 from .engine_np import render
 
@@ -219,7 +220,7 @@ def write_cube(path: str | Path, lut: np.ndarray, title: str = "aether") -> None
         "DOMAIN_MAX 1.0 1.0 1.0",
     ]
     body = "\n".join(f"{r:.7f} {g:.7f} {b:.7f}" for r, g, b in rows.tolist())
-    Path(path).write_text("\n".join(header) + "\n" + body + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(header) + "\n" + body + "\n")
 
 
 def read_cube(path: str | Path) -> np.ndarray:

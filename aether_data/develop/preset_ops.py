@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from aether_data import params as P
-from aether_data.presets.model import CURVE_KEYS, PresetSettings, coerce_settings
-from aether_data.sources import as_float01
+from aether_data.develop.settings import CURVE_KEYS, PresetSettings, coerce_settings
+from aether_data.io.imaging import as_float01
 
 from .color import (
     NUMPY,

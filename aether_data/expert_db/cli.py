@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aether_data.io.atomic import atomic_write_text
+
 expert_db_app = typer.Typer(
     help="Expert pair DB of the auto workflow: build it from FiveK / PPR10K / paired folders, inspect it.",
     no_args_is_help=True,
@@ -179,7 +181,7 @@ def operators(
     if out is None:
         _out.print(text, markup=False, highlight=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)
         _err.print(f"{counts['pairs']} pairs ({counts['skipped']} unreadable skipped) → {out}")
 
 

@@ -36,11 +36,13 @@ from PIL import Image
 
 from aether_data.expert_db.features import FEATURE_DIM, FEATURE_VERSION, histogram_features
 from aether_data.expert_db.readers import PairRef, read_pair_image
-from aether_data.sources import SourceError
+from aether_data.io.atomic import AtomicFile, atomic_write_bytes, atomic_write_text
+from aether_data.io.errors import SourceError
+from aether_data.resources import data_path
 
 DB_FORMAT = "aether-expert-db/1"
 MAX_ASPECT_MISMATCH = 0.1
-BUNDLED_DB = Path(__file__).resolve().parents[1] / "data" / "expert_db"
+BUNDLED_DB = data_path("expert_db")
 """The small demo DB shipped with the package (see its README.md for what it is)."""
 
 
@@ -238,7 +240,8 @@ def write_db(
     from safetensors.numpy import save
 
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(cols), out / "pairs.parquet", compression="zstd")
+    with AtomicFile(out / "pairs.parquet") as f:
+        pq.write_table(pa.table(cols), f.path, compression="zstd")
     drop_schema = pa.schema(
         [
             ("id", pa.string()),
@@ -251,9 +254,8 @@ def write_db(
             ("score_target", pa.float64()),
         ]
     )
-    pq.write_table(
-        pa.Table.from_pylist(dropped, schema=drop_schema), out / "dropped.parquet", compression="zstd"
-    )
+    with AtomicFile(out / "dropped.parquet") as f:
+        pq.write_table(pa.Table.from_pylist(dropped, schema=drop_schema), f.path, compression="zstd")
     empty = np.zeros((0, FEATURE_DIM), np.float32)
     blob = save(
         {
@@ -263,8 +265,8 @@ def write_db(
         },
         metadata={"format": DB_FORMAT, "er_fingerprint": str(meta["er"]["fingerprint"])},
     )
-    (out / "vectors.safetensors").write_bytes(blob)
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_bytes(out / "vectors.safetensors", blob)
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 class ExpertDB:

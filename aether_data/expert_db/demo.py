@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from aether_data.develop import render
+from aether_data.io.atomic import atomic_write_bytes
+from aether_data.io.imaging import encode_png, load_image, resize_short_edge
+from aether_data.io.sources import bundled_photos
 from aether_data.sampling import PROTOCOLS, load_operator_stats, sample_params
-from aether_data.sources import bundled_photos, encode_png, load_image, resize_short_edge
 
 LOOK_SCALE = 0.3
 VARIANTS_PER_PHOTO = 16
@@ -52,8 +54,8 @@ def make_demo_pairs(out: str | Path, variants: int = VARIANTS_PER_PHOTO, seed: i
             _, deg = sample_params(rng, PROTOCOLS[int(rng.integers(len(PROTOCOLS)))], stats, degrade=True)
             inp = render(target, deg)
             stem = f"{photo.stem}-{v:02d}"
-            (out / "target" / f"{stem}.png").write_bytes(encode_png(target))
-            (out / "input" / f"{stem}.png").write_bytes(encode_png(inp))
+            atomic_write_bytes(out / "target" / f"{stem}.png", encode_png(target))
+            atomic_write_bytes(out / "input" / f"{stem}.png", encode_png(inp))
             n += 1
     return n
 

@@ -24,7 +24,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from aether_data.sources import as_float01
+from aether_data.io.imaging import as_float01
 
 LUMA_BINS = 32
 RGB_BINS = 32

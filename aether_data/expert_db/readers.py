@@ -23,7 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from aether_data.sources import IMAGE_EXTENSIONS, SourceError, load_image
+from aether_data.io.errors import SourceError
+from aether_data.io.imaging import IMAGE_EXTENSIONS, load_image
 
 FIVEK_INPUT_DIRS: tuple[str, ...] = (
     "input",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from aether_data.presets.model import KEYS, PresetFormatError, PresetSettings, coerce_settings
+from aether_data.develop.settings import KEYS, PresetSettings, coerce_settings
+from aether_data.presets.errors import PresetFormatError
 
 _LAZY: dict[str, str] = {
     "Library": "library",

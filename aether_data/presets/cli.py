@@ -40,8 +40,8 @@ def _load(library: Path | None) -> Any:
 
 def _resolve(preset: str, library: Path | None) -> tuple[str, Any, dict[str, Any]]:
     """(label, settings, info) for a library id or an .xmp / .lrtemplate path."""
+    from aether_data.presets.errors import PresetFormatError
     from aether_data.presets.library import read_preset_file
-    from aether_data.presets.model import PresetFormatError
 
     p = Path(preset)
     if p.suffix.lower() in (".xmp", ".lrtemplate"):
@@ -161,7 +161,8 @@ def apply_cmd(
     from PIL import Image
 
     from aether_data.develop.preset_ops import render_preset
-    from aether_data.sources import SourceError, load_image
+    from aether_data.io.errors import SourceError
+    from aether_data.io.imaging import load_image
 
     if method not in ("lut", "direct"):
         _fail("--method must be lut or direct")

@@ -20,7 +20,7 @@ import numpy as np
 
 from aether_data import params as P
 from aether_data.develop.color import HSL_CENTRES, from_opponent, hue_degrees, luminance, to_opponent
-from aether_data.presets.model import PresetSettings, coerce_settings
+from aether_data.develop.settings import PresetSettings, coerce_settings
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from aether_data.presets.model import KEYS, PresetFormatError, PresetSettings
-from aether_data.presets.taxonomy import REPO_ROOT, FineCategory, Taxonomy, load_taxonomy, slugify
+from aether_data.develop.settings import KEYS, PresetSettings
+from aether_data.presets.errors import PresetFormatError
+from aether_data.presets.taxonomy import FineCategory, Taxonomy, load_taxonomy, slugify
 from aether_data.presets.traits import ACCENTS, compose
+from aether_data.resources import data_path
 
-DEFAULT_LIBRARY_PATH = REPO_ROOT / "presets" / "library.jsonl.gz"
+DEFAULT_LIBRARY_PATH = data_path("presets", "library.jsonl.gz")
 LIBRARY_SIZE = 5030
 LIBRARY_SEED = 20_260_419
 PRESET_SUFFIXES = (".xmp", ".lrtemplate")
@@ -209,7 +211,7 @@ def write_library(presets: Iterable[Preset], path: str | Path) -> Path:
             )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from aether_data.shards import atomic_write_bytes
+    from aether_data.io.atomic import atomic_write_bytes
 
     atomic_write_bytes(out, buf.getvalue())
     return out

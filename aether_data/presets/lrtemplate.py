@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aether_data.presets.model import PresetFormatError, PresetSettings
+from aether_data.develop.settings import PresetSettings
+from aether_data.presets.errors import PresetFormatError
 
 MAX_BYTES = 4_000_000
 MAX_DEPTH = 64

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from aether_data.develop.color import chroma_and_saturation, hue_degrees, luminance, skin_weight, to_opponent
+from aether_data.io.imaging import as_float01, shrink_to, to_pil_rgb
 from aether_data.presets.taxonomy import Taxonomy, load_taxonomy
-from aether_data.sources import as_float01, shrink_to, to_pil_rgb
 
 SCENE_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.6, 0.5, 0.4)
 """A category's first listed scene type counts most."""

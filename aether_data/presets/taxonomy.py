@@ -13,8 +13,9 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TAXONOMY_PATH = REPO_ROOT / "presets" / "taxonomy.yaml"
+from aether_data.resources import data_path
+
+DEFAULT_TAXONOMY_PATH = data_path("presets", "taxonomy.yaml")
 EXPECTED_PRIMARY = 11
 EXPECTED_FINE = 193
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aether_data.presets.model import KEYS
+from aether_data.develop.settings import KEYS
 
 _FADE = [(0, 38), (64, 78), (128, 132), (192, 193), (255, 246)]
 _MATTE = [(0, 46), (48, 62), (128, 128), (208, 203), (255, 236)]

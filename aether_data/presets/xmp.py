@@ -21,7 +21,9 @@ from xml.sax.saxutils import escape, quoteattr
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
-from aether_data.presets.model import KEYS, META_KEYS, PresetFormatError, PresetSettings, format_number
+from aether_data.develop.settings import KEYS, META_KEYS, PresetSettings, format_number
+from aether_data.io.atomic import atomic_write_text
+from aether_data.presets.errors import PresetFormatError
 
 NS_CRS = "http://ns.adobe.com/camera-raw-settings/1.0/"
 NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -202,7 +204,7 @@ def write_xmp(
     path: str | Path, settings: PresetSettings, name: str | None = None, group: str | None = None
 ) -> None:
     """Write a preset XMP file (UTF-8)."""
-    Path(path).write_text(to_xmp(settings, name=name, group=group), encoding="utf-8")
+    atomic_write_text(path, to_xmp(settings, name=name, group=group))
 
 
 __all__ = ["META_KEYS", "parse_xmp_bytes", "read_xmp", "to_xmp", "write_xmp"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from aether_data.sources import box_shrink
+from aether_data.io.imaging import box_shrink
 
 WEIGHTS = {"exposure": 0.30, "contrast": 0.25, "colourfulness": 0.20, "sharpness": 0.15, "unclipped": 0.10}
 

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from aether_data.io.imaging import to_pil_rgb
 from aether_data.scoring.heuristic import heuristic_score
-from aether_data.sources import to_pil_rgb
 
 HEAD_KEYS: tuple[str, ...] = tuple(f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aether_data.config import PipelineSpec
-from aether_data.workflows.base import TASK_TOKENS, Pair, PlanRow, Workflow
+from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow, Workflow
 
 
 def make_workflow(name: str, spec: PipelineSpec) -> Workflow:
@@ -23,4 +23,4 @@ def make_workflow(name: str, spec: PipelineSpec) -> Workflow:
     raise ValueError(f"workflow {name!r} is not available in this version")
 
 
-__all__ = ["TASK_TOKENS", "Pair", "PlanRow", "Workflow", "make_workflow"]
+__all__ = ["OneStepWorkflow", "Pair", "PlanRow", "Workflow", "make_workflow"]

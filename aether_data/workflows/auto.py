@@ -37,8 +37,8 @@ from aether_data.degrade import (
     draw_group_masks,
     random_operator_degradation,
 )
+from aether_data.io.errors import SourceError
 from aether_data.sampling import load_operator_stats, protocol_for_masks
-from aether_data.sources import SourceError
 from aether_data.workflows.base import Pair, PlanRow
 
 __all__ = ["AutoWorkflow", "corrective_params", "preflight"]

@@ -13,13 +13,7 @@ import numpy as np
 
 from aether_data.config import PipelineSpec
 from aether_data.develop.color import luminance
-from aether_data.sources import as_float01, box_shrink
-
-TASK_TOKENS: dict[str, str] = {
-    "param": "<Professional_Retouch_Task>",
-    "style": "<Style_Retouch_Task>",
-    "auto": "<Auto_Retouch_Task>",
-}
+from aether_data.io.imaging import as_float01, box_shrink
 
 
 @dataclass(frozen=True)
@@ -65,15 +59,40 @@ class Pair:
 
 
 class Workflow(Protocol):
-    """One sample in, one pair out.
+    """One sample in, one pair out: every hook the build calls, and nothing it probes for.
 
-    ``image`` is float32 in [0, 1], or the decoded uint8 pixels themselves when the workflow sets
-    ``takes_uint8 = True`` (a workflow that only runs 8-bit passes saves the float conversion).
+    ``image`` is float32 in [0, 1], or the decoded uint8 pixels themselves when ``takes_uint8`` is
+    True (a workflow that only runs 8-bit passes saves the float conversion).
+
+    A shard calls ``draft`` for each of its samples, then ``complete`` once on all of them: a
+    workflow with a step that is cheaper in a batch (the auto workflow's parameter fit) does it
+    there. ``synthesize`` is the two in one, for a single sample (tools, tests).
     """
 
     name: str
+    takes_uint8: bool
+
+    def draft(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair: ...
+
+    def complete(self, pairs: list[Pair]) -> list[Pair]: ...
 
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair: ...
+
+
+class OneStepWorkflow:
+    """Base of a workflow that finishes a pair in one step: ``draft`` is ``synthesize``, no batch step."""
+
+    name: str
+    takes_uint8: bool = False
+
+    def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        raise NotImplementedError
+
+    def draft(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        return self.synthesize(row, image, rng)
+
+    def complete(self, pairs: list[Pair]) -> list[Pair]:
+        return pairs
 
 
 def augment_box(

@@ -8,10 +8,10 @@ from aether_data import params as P
 from aether_data.config import PipelineSpec
 from aether_data.develop import render_lut8
 from aether_data.sampling import load_operator_stats, sample_params
-from aether_data.workflows.base import Pair, PlanRow
+from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow
 
 
-class ParamWorkflow:
+class ParamWorkflow(OneStepWorkflow):
     """input = source, target = engine(source, params); params drawn per protocol."""
 
     name = "param"

@@ -9,7 +9,6 @@ spec): LUT and description caches only avoid recomputing the same preset.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,12 +23,12 @@ from aether_data.develop.preset_ops import (
     pointwise_preset,
     render_preset,
 )
+from aether_data.develop.settings import KEYS, PresetSettings
 from aether_data.presets.describe import effects, probe_colours, style_instructions, style_plans
 from aether_data.presets.library import Library, Preset, load_library
 from aether_data.presets.matching import make_matcher, top_categories
-from aether_data.presets.model import KEYS, PresetSettings
 from aether_data.presets.taxonomy import load_taxonomy
-from aether_data.workflows.base import Pair, PlanRow
+from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow
 
 LUT_CACHE_SIZE = 256
 
@@ -89,7 +88,7 @@ def preset_masks(settings: PresetSettings) -> list[int]:
     return [int(bool(light)), int(bool(glob)), int(bool(spec))]
 
 
-class StyleWorkflow:
+class StyleWorkflow(OneStepWorkflow):
     """match → seeded preset draw from the top categories → render → instructions and plans."""
 
     name = "style"
@@ -228,9 +227,4 @@ class StyleWorkflow:
         )
 
 
-def preset_record(preset: Preset) -> Mapping[str, Any]:
-    """Identity of a preset as the sample record's ``preset`` field wants it."""
-    return {"id": preset.id, "name": preset.name, "primary": preset.primary, "fine": preset.fine}
-
-
-__all__ = ["StyleWorkflow", "preset_masks", "preset_record"]
+__all__ = ["StyleWorkflow", "preset_masks"]

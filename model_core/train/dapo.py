@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aether_data.annotate.format import is_valid_completion
+from aether_data.contract import is_valid_completion
 from aether_data.scoring import heuristic_score
 from model_core.train.common import DAPOSpec, Stage, StepContext
 from model_core.vlm import VeraRetouch, completion_text, force_retouch, masks_from_completion

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from aether_data.io.atomic import atomic_write_text
+
 SUMMARY = "summary.json"
 
 
@@ -61,7 +63,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     if rank == 0:
         summary = {k: v for k, v in res.items() if k != "history"}
         summary["world"] = world
-        Path(config["out_dir"], SUMMARY).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        atomic_write_text(Path(config["out_dir"], SUMMARY), json.dumps(summary, indent=1))
     ray.train.report({"step": res["step"], "last_loss": res["losses"][-1] if res["losses"] else float("nan")})
 
 

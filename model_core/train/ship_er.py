@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from aether_data.io.atomic import atomic_write_text
 from model_core.er_config import ERConfig, get_config
 from model_core.er_data import default_photos, split_photos
 from model_core.er_io import DEFAULT_CHECKPOINT, load_er_checkpoint, read_safetensors, save_er_weights
@@ -108,7 +109,7 @@ def write_model_card(
         "```",
         "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines))
 
 
 def main() -> None:
@@ -156,7 +157,7 @@ def main() -> None:
             "threads": args.threads,
             "machine": f"{platform.machine()} CPU",
         }
-        facts_path.write_text(json.dumps(facts, indent=2), encoding="utf-8")
+        atomic_write_text(facts_path, json.dumps(facts, indent=2))
     facts = json.loads(facts_path.read_text())
     encoder, renderer, cfg = load_er_checkpoint(out / FINAL)
     if args.lut_size is not None:  # inference-only field: the LUT size reference_retouch bakes
@@ -167,7 +168,7 @@ def main() -> None:
     passed = acceptance(result)
     print(format_table(result))
     print(json.dumps(passed))
-    (out / "eval.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
     ship = Path(args.ship)
     if args.ship_if_better and ship.exists():
         _, old_meta = read_safetensors(ship)

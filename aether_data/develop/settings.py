@@ -15,7 +15,7 @@ key means here:
 Value rule (documented in presets/README.md): a number outside its range is clamped to the range
 and reported; a non-finite (NaN/inf) or unparseable value is dropped (the key falls back to its
 neutral default) and reported; a malformed curve is dropped and reported. None of these fail the
-preset: only an unreadable file does (see ``PresetFormatError``).
+preset: only an unreadable file does (see ``presets.errors.PresetFormatError``).
 """
 
 from __future__ import annotations
@@ -31,15 +31,6 @@ from aether_data import params as P
 
 Curve = list[tuple[int, int]]
 """A point curve: (input, output) pairs on Lightroom's 0..255 scale, inputs strictly increasing."""
-
-
-class PresetFormatError(ValueError):
-    """A preset file that cannot be imported at all; ``reason`` says why in one line."""
-
-    def __init__(self, file: str, reason: str) -> None:
-        self.file = str(file)
-        self.reason = reason
-        super().__init__(f"{self.file}: {reason}")
 
 
 @dataclass(frozen=True)

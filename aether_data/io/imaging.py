@@ -1,30 +1,24 @@
-"""Image sources: the bundled photographs, robust decoding, resizing, deterministic encoding, listing.
+"""Pixels in and out: robust decoding, resizing and deterministic encoding of images.
 
-Every workflow starts from "a photo on disk". Real collections contain rotated phone JPEGs, greyscale
-scans, PNGs with alpha, 16-bit TIFFs, truncated downloads and the occasional decompression bomb, so
-decoding is done once, here, with a short machine-usable reason (`SourceError.reason`) for every
-refusal; the pipeline counts those reasons instead of crashing a shard.
+Real collections contain rotated phone JPEGs, greyscale scans, PNGs with alpha, 16-bit TIFFs,
+truncated downloads and the occasional decompression bomb, so decoding is done once, here, with a
+short machine-usable reason (`SourceError.reason`) for every refusal; the pipeline counts those
+reasons instead of crashing a shard. Encoding is deterministic (fixed quantisation tables, no
+timestamps), so the same pixels always give the same bytes.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-PHOTOS_DIR = Path(__file__).resolve().parent / "data" / "photos"
-"""The embedded default sources (public-domain / CC0 photographs shipped with scikit-image)."""
+from aether_data.io.errors import SourceError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"})
-LIST_EXTENSIONS: frozenset[str] = frozenset({".txt", ".csv", ".tsv", ".parquet"})
-PATH_COLUMNS: tuple[str, ...] = ("path", "uri", "url", "file", "filename", "image")
-"""Column names recognised (in this order) in .csv/.tsv/.parquet source lists."""
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Decompression-bomb guard: images with more pixels than this are refused (`too-large`)."""
@@ -33,41 +27,6 @@ MIN_SIDE = 8
 """Images with a side shorter than this carry no usable content (`too-small`)."""
 
 _SRGB = ImageCms.createProfile("sRGB")
-
-
-class SourceError(ValueError):
-    """An input that cannot be used; `reason` is a short code such as "truncated" or "too-large"."""
-
-    def __init__(self, reason: str, path: str | Path | None = None, detail: str = "") -> None:
-        self.reason = reason
-        self.path = None if path is None else str(path)
-        self.detail = detail
-        where = f"{self.path}: " if self.path else ""
-        super().__init__(f"{where}{reason}" + (f" ({detail})" if detail else ""))
-
-
-# --------------------------------------------------------------------------------------------------
-# bundled photographs
-
-
-def bundled_photos() -> list[Path]:
-    """The embedded photographs (sorted), so every command has real inputs without a download."""
-    return sorted(p for p in PHOTOS_DIR.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-@lru_cache(maxsize=1)
-def _bundled_sources() -> dict[str, dict[str, str]]:
-    entries = json.loads((PHOTOS_DIR / "sources.json").read_text(encoding="utf-8"))
-    return {e["file"]: e for e in entries}
-
-
-def bundled_license(path: str | Path) -> str | None:
-    """Licence of a bundled photograph as stated by its origin; None for any other file."""
-    p = Path(path)
-    if p.resolve().parent != PHOTOS_DIR:
-        return None
-    entry = _bundled_sources().get(p.name)
-    return None if entry is None else entry["license"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -369,82 +328,7 @@ def encode_png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-# --------------------------------------------------------------------------------------------------
-# listing
-
-
-def _is_remote(s: str) -> bool:
-    return "://" in s
-
-
-def _resolve_entry(entry: str, base: Path) -> str:
-    entry = entry.strip()
-    if _is_remote(entry) or Path(entry).is_absolute():
-        return entry
-    return str(base / entry)
-
-
-def _list_file_entries(p: Path) -> list[str]:
-    suffix = p.suffix.lower()
-    if suffix == ".txt":
-        lines = p.read_text(encoding="utf-8").splitlines()
-        return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(p)
-        names = [n.lower() for n in table.column_names]
-        col = next((table.column_names[names.index(c)] for c in PATH_COLUMNS if c in names), None)
-        if col is None:
-            col = table.column_names[0]
-        return [str(v) for v in table.column(col).to_pylist() if v]
-    delimiter = "\t" if suffix == ".tsv" else ","
-    with p.open(newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and r[0].strip()]
-    if not rows:
-        return []
-    header = [c.strip().lower() for c in rows[0]]
-    idx = next((header.index(c) for c in PATH_COLUMNS if c in header), None)
-    if idx is None:
-        return [r[0] for r in rows]
-    return [r[idx] for r in rows[1:] if len(r) > idx and r[idx].strip()]
-
-
-def list_sources(path: str | Path) -> list[str]:
-    """Expand a source argument into image paths/URIs.
-
-    A folder is walked recursively (image extensions, case-insensitive, hidden entries skipped) and
-    sorted; a single image is returned as is; a .txt (one per line, '#' comments) / .csv / .tsv /
-    .parquet list keeps its own order, with relative entries resolved against the list's folder.
-    A folder without images but with Unsplash Lite ``photos.tsv*`` files reads those; URIs (http(s)
-    lists or images, object-store lists or prefixes) are expanded by ``remote_sources.list_remote``.
-    """
-    if "://" in str(path):
-        from aether_data.remote_sources import list_remote
-
-        return list_remote(str(path))
-    p = Path(path)
-    if p.is_dir():
-        found = [
-            f
-            for f in p.rglob("*")
-            if f.is_file()
-            and f.suffix.lower() in IMAGE_EXTENSIONS
-            and not any(part.startswith(".") for part in f.relative_to(p).parts)
-        ]
-        if not found:
-            lists = sorted(f for f in p.glob("photos.tsv*") if f.is_file())
-            return [entry for f in lists for entry in list_sources(f)]
-        return sorted(str(f) for f in found)
-    if not p.exists():
-        raise SourceError("not-found", p)
-    suffix = p.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
-        return [str(p)]
-    if suffix in LIST_EXTENSIONS:
-        return [_resolve_entry(e, p.parent) for e in _list_file_entries(p)]
-    from aether_data.remote_sources import is_list_name, read_list
-
-    if is_list_name(p.name):  # split lists such as photos.tsv000
-        return [_resolve_entry(e, p.parent) for e in read_list(str(p))]
-    raise SourceError("not-an-image", p, f"unsupported source extension {suffix!r}")
+def decode_image_u8(data: bytes) -> np.ndarray:
+    """Decode stored image bytes exactly as a reader of the shard will (Pillow), HxWx3 uint8."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))

@@ -1,8 +1,9 @@
-"""Deterministic webdataset shard writer/reader and atomic file helpers.
+"""One shard as a deterministic tar: :class:`TarWriter` writes it, :func:`iter_shard` reads it back.
 
 Why this exists: Ray Data's ``write_webdataset`` names files with random UUIDs and stamps wall-clock
 mtimes, so equal inputs would not give equal bytes and a half-written shard could look complete.
-Shard tasks therefore write tars themselves, through :class:`ShardWriter`.
+Shard tasks therefore write tars themselves, through :class:`TarWriter`. (Not ``TarWriter``:
+webdataset's ``TarWriter`` splits one stream into many shards; this writes exactly one.)
 
 Byte-level contract of a shard (equal inputs -> byte-identical tar on any machine/run):
 
@@ -24,19 +25,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
-import secrets
 import tarfile
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aether_data import storage
+from aether_data.io import storage
+from aether_data.io.atomic import AtomicFile
 
 __all__ = [
     "BLOCK_SIZE",
@@ -46,14 +44,10 @@ __all__ = [
     "MemberInfo",
     "ShardFormatError",
     "ShardInfo",
-    "ShardWriter",
+    "TarWriter",
     "UnsafeMemberError",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "file_sha256",
     "iter_shard",
     "iter_shard_members",
-    "json_bytes",
     "sanitize_member_name",
     "split_member_name",
     "validate_key",
@@ -70,7 +64,6 @@ MAX_MEMBER_NAME_BYTES = 100
 #: keys: webdataset groups members by the text before the first dot, so no dots, no separators.
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _EXT_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
-TMP_PREFIX = storage.TMP_PREFIX  # ".tmp-"
 _CHUNK = 1 << 20
 
 
@@ -97,7 +90,7 @@ class MemberInfo:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """What a committed shard is: recorded in its index so resume can verify it (DESIGN §1)."""
+    """What a committed shard is: recorded in its index so resume can verify it (docs/design.md §1)."""
 
     name: str  # file name without ``.tar``, e.g. ``param-000003``
     path: storage.AnyPath  # a local Path, or a RemotePath for URI outputs (s3://...)
@@ -159,74 +152,6 @@ def split_member_name(name: str) -> tuple[str, str]:
 # small file helpers
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, streamed in 1 MiB chunks so shard size never matters."""
-    if storage.is_uri(path):
-        return storage.sha256(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def json_bytes(obj: Any) -> bytes:
-    """Canonical JSON encoding (sorted keys, compact, UTF-8) so records hash the same everywhere."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
-
-
-def _tmp_path_for(final: Path) -> Path:
-    # same directory (os.replace must not cross filesystems); pid + random token: unique per process
-    # and per call, and the ".tmp-" prefix lets audit recognise leftovers of killed tasks.
-    return final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the rename itself durable; not every platform/filesystem allows opening a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` so readers see either the old file or the complete new one.
-
-    Temp file in the same directory, fsync, ``os.replace``; on any error the temp is removed.
-    A URI (``s3://...``) is uploaded to a temp key and moved (``storage`` module's commit rule).
-    """
-    if storage.is_uri(path):
-        storage.write_bytes_atomic(path, data)
-        return storage.as_path(path)  # type: ignore[return-value]
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path_for(final)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
-    return final
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """UTF-8 text variant of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 # --------------------------------------------------------------------------------------------------
 # writer
 
@@ -245,7 +170,7 @@ def _member_header(name: str, size: int) -> bytes:
     return buf
 
 
-class ShardWriter:
+class TarWriter:
     """Write one shard to a ``.tmp-`` file and publish it atomically on :meth:`commit`.
 
     Use as a context manager: leaving the block without ``commit()`` (normally or by an exception)
@@ -258,13 +183,9 @@ class ShardWriter:
         self.final_path: storage.AnyPath = storage.as_path(final_path)
         if self.final_path.suffix != ".tar":
             raise ValueError(f"shard path must end in .tar: {self.final_path}")
-        if isinstance(self.final_path, storage.RemotePath):
-            spool = Path(tempfile.gettempdir()) / self.final_path.name
-            self.tmp_path = _tmp_path_for(spool)
-        else:
-            self.final_path.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp_path = _tmp_path_for(self.final_path)
-        self._f: io.BufferedWriter | None = open(self.tmp_path, "xb")  # closed in commit/abort
+        self._out: AtomicFile | None = AtomicFile(self.final_path)
+        self.tmp_path = self._out.path
+        self._out.file  # noqa: B018 - create the temp file now: a task killed later leaves a .tmp-
         self._hash = hashlib.sha256()
         self._pos = 0
         self._keys: set[str] = set()
@@ -272,7 +193,7 @@ class ShardWriter:
         self._info: ShardInfo | None = None
 
     # context manager --------------------------------------------------------------------------
-    def __enter__(self) -> ShardWriter:
+    def __enter__(self) -> TarWriter:
         return self
 
     def __exit__(
@@ -286,8 +207,8 @@ class ShardWriter:
 
     # writing ----------------------------------------------------------------------------------
     def _write(self, data: bytes | memoryview) -> None:
-        assert self._f is not None
-        self._f.write(data)
+        assert self._out is not None
+        self._out.write(data)
         self._hash.update(data)
         self._pos += len(data)
 
@@ -301,8 +222,8 @@ class ShardWriter:
         Members are written in ascending byte order of the extension. Returns, per extension, where
         the member landed (header offset, data offset, size, sha256) for the shard index.
         """
-        if self._f is None:
-            raise RuntimeError("ShardWriter is closed (committed or aborted)")
+        if self._out is None:
+            raise RuntimeError("TarWriter is closed (committed or aborted)")
         validate_key(key)
         if key in self._keys:
             raise ValueError(f"duplicate key {key!r} in shard {self.final_path.name}")
@@ -334,30 +255,21 @@ class ShardWriter:
         return out
 
     def commit(self) -> ShardInfo:
-        """Finish the archive, fsync it and ``os.replace`` it onto the final path."""
+        """Finish the archive and publish it atomically (``io.atomic``: fsync, then rename or move)."""
         if self._info is not None:
             return self._info
-        if self._f is None:
-            raise RuntimeError("ShardWriter was aborted")
+        if self._out is None:
+            raise RuntimeError("TarWriter was aborted")
         try:
             self._write(b"\0" * (2 * BLOCK_SIZE))  # end-of-archive marker
             pad = -self._pos % RECORD_SIZE
             if pad:
                 self._write(b"\0" * pad)
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            self._f = None
-            if isinstance(self.final_path, storage.RemotePath):
-                storage.upload_file(self.tmp_path, self.final_path)
-                self.tmp_path.unlink(missing_ok=True)
-            else:
-                os.replace(self.tmp_path, self.final_path)
         except BaseException:
             self.abort()
             raise
-        if isinstance(self.final_path, Path):
-            _fsync_dir(self.final_path.parent)
+        out, self._out = self._out, None
+        out.commit()
         self._info = ShardInfo(
             name=self.final_path.name[: -len(".tar")],
             path=self.final_path,
@@ -368,14 +280,10 @@ class ShardWriter:
         return self._info
 
     def abort(self) -> None:
-        """Close and delete the temp file (idempotent); the final path is never touched."""
-        if self._f is not None:
-            try:
-                self._f.close()
-            finally:
-                self._f = None
-        if self._info is None:
-            self.tmp_path.unlink(missing_ok=True)
+        """Delete the temp file (idempotent); the final path is never touched."""
+        if self._out is not None:
+            out, self._out = self._out, None
+            out.abort()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Sources at scale: source lists from parquet/CSV/TSV anywhere, and images over http(s).
+"""Where inputs come from: the bundled photographs, folders, source lists, URLs and object stores.
 
 Why: a million-pair build starts from a list, not a folder: a parquet/CSV/TSV of local paths, object
 store URIs or http(s) URLs, such as the Unsplash Lite dataset's ``photos.tsv000`` (column
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import time
@@ -23,22 +24,59 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
-from aether_data import storage
-from aether_data.sources import PATH_COLUMNS, SourceError
+from aether_data.io import storage
+from aether_data.io.errors import SourceError
+from aether_data.io.imaging import IMAGE_EXTENSIONS
+from aether_data.resources import data_path
 
 __all__ = [
     "LIST_COLUMNS",
+    "PHOTOS_DIR",
     "FetchSettings",
+    "bundled_license",
+    "bundled_photos",
     "fetch",
     "is_http",
     "is_list_name",
+    "list_sources",
     "parse_list",
     "read_list",
     "read_source_bytes",
 ]
+
+PHOTOS_DIR = data_path("photos")
+"""The embedded default sources (public-domain / CC0 photographs shipped with scikit-image)."""
+
+PATH_COLUMNS: tuple[str, ...] = ("path", "uri", "url", "file", "filename", "image")
+"""Column names recognised (in this order) in .csv/.tsv/.parquet source lists."""
+
+# --------------------------------------------------------------------------------------------------
+# bundled photographs
+
+
+def bundled_photos() -> list[Path]:
+    """The embedded photographs (sorted), so every command has real inputs without a download."""
+    return sorted(p for p in PHOTOS_DIR.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+@lru_cache(maxsize=1)
+def _bundled_sources() -> dict[str, dict[str, str]]:
+    entries = json.loads((PHOTOS_DIR / "sources.json").read_text(encoding="utf-8"))
+    return {e["file"]: e for e in entries}
+
+
+def bundled_license(path: str | Path) -> str | None:
+    """Licence of a bundled photograph as stated by its origin; None for any other file."""
+    p = Path(path)
+    if p.resolve().parent != PHOTOS_DIR:
+        return None
+    entry = _bundled_sources().get(p.name)
+    return None if entry is None else entry["license"]
+
 
 #: columns holding the image location, in order of preference (Unsplash Lite's first).
 LIST_COLUMNS: tuple[str, ...] = ("photo_image_url", *PATH_COLUMNS)
@@ -202,8 +240,6 @@ def list_remote(uri: str, settings: FetchSettings | None = None) -> list[str]:
     A prefix (``s3://bucket/photos``) is listed recursively for image extensions, sorted, hidden
     names skipped, like a local folder.
     """
-    from aether_data.sources import IMAGE_EXTENSIONS
-
     name = urlsplit(uri).path if is_http(uri) else uri
     if is_list_name(name):
         return read_list(uri, settings)
@@ -228,3 +264,41 @@ def list_remote(uri: str, settings: FetchSettings | None = None) -> list[str]:
     if not found and not root.exists():
         raise SourceError("not-found", uri)
     return sorted(found)
+
+
+# --------------------------------------------------------------------------------------------------
+# listing
+
+
+def list_sources(path: str | Path) -> list[str]:
+    """Expand a source argument into image paths/URIs.
+
+    A folder is walked recursively (image extensions, case-insensitive, hidden entries skipped) and
+    sorted; a single image is returned as is; a .txt (one per line, '#' comments) / .csv / .tsv /
+    .parquet list keeps its own order, with relative entries resolved against the list's folder.
+    A folder without images but with Unsplash Lite ``photos.tsv*`` files reads those; URIs (http(s)
+    lists or images, object-store lists or prefixes) are expanded by :func:`list_remote`.
+    """
+    if "://" in str(path):
+        return list_remote(str(path))
+    p = Path(path)
+    if p.is_dir():
+        found = [
+            f
+            for f in p.rglob("*")
+            if f.is_file()
+            and f.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        ]
+        if not found:
+            lists = sorted(f for f in p.glob("photos.tsv*") if f.is_file())
+            return [entry for f in lists for entry in list_sources(f)]
+        return sorted(str(f) for f in found)
+    if not p.exists():
+        raise SourceError("not-found", p)
+    suffix = p.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return [str(p)]
+    if is_list_name(p.name):  # .txt/.csv/.tsv/.parquet, also split lists such as photos.tsv000
+        return read_list(str(p))
+    raise SourceError("not-an-image", p, f"unsupported source extension {suffix!r}")

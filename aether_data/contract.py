@@ -1,4 +1,7 @@
-"""The VeraRetouch tagged completion format and the user-turn prompts.
+"""The record and completion contract that aether_data and model_core share.
+
+One module, imported by both the data engine and the trainer, so the two can never disagree:
+the workflows and their task tokens, the tagged completion format, and the user-turn prompts.
 
 A completion (the assistant turn) is, in this order::
 
@@ -30,9 +33,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 
 from aether_data import params as P
+from aether_data.resources import data_path
 
 WORKFLOWS: tuple[str, str, str] = ("param", "style", "auto")
 
@@ -266,7 +269,7 @@ def is_valid_completion(text: str, workflow: str, *, limits: FormatLimits = DEFA
 # --------------------------------------------------------------------------------------------------
 # user-turn prompts
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+PROMPTS_DIR = data_path("prompts")
 PROMPT_VERSIONS: dict[str, str] = {"param": "param_v1", "style": "style_v1", "auto": "auto_v1"}
 """Current prompt template per workflow (files in prompts/; a new wording gets a new file)."""
 

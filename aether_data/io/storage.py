@@ -6,7 +6,8 @@ Local paths keep using plain ``pathlib`` + ``os`` (their behaviour and bytes are
 through a pyarrow filesystem, wrapped in :class:`RemotePath`, a pathlib-like object with the handful
 of methods the writer, index, manifest and audit code use.
 
-Commit rule on object stores (the local rule is temp file + ``os.replace``):
+Commit rule on object stores (implemented in ``aether_data.io.atomic``; the local rule is temp file
++ ``os.replace``):
 
 * An object store has no atomic rename, but a single PUT (or a completed multipart upload) and a
   server-side copy are atomic for the destination key: readers see no object or the whole object.
@@ -16,7 +17,7 @@ Commit rule on object stores (the local rule is temp file + ``os.replace``):
   the next build deletes and ``aether audit`` reports as a warning; it never leaves a partial
   final key.
 * Order gives the rest: a shard's tar is committed before its index, and a shard is done only when
-  its index exists and records the tar's size and sha256 (``manifest.shard_is_done``); the manifest
+  its index exists and records the tar's size and sha256 (``dataset.index.shard_is_done``); the manifest
   is written last. A reader that trusts the manifest (or an index) therefore never sees a partial
   dataset, on any store.
 
@@ -30,10 +31,8 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import io
 import os
 import re
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -58,8 +57,6 @@ __all__ = [
     "read_bytes",
     "remove_tree",
     "sha256",
-    "upload_file",
-    "write_bytes_atomic",
 ]
 
 #: prefix of every temporary file or key; leftovers of killed tasks are recognised by it.
@@ -253,12 +250,12 @@ class RemotePath:
 
     # reading ----------------------------------------------------------------------------------------
     def open(self, mode: str = "rb") -> BinaryIO:
-        """``rb``: a buffered stream; ``wb``: a stream committed atomically on close (temp + move)."""
+        """A buffered reader. Writing goes through ``aether_data.io.atomic`` (temp key, then move)."""
         if mode == "rb":
             return self._fs.open_input_stream(self._path, buffer_size=_CHUNK)  # type: ignore[return-value]
-        if mode == "wb":
-            return _AtomicRemoteWriter(self)  # type: ignore[return-value]
-        raise ValueError(f"unsupported mode {mode!r} (use 'rb' or 'wb')")
+        raise ValueError(
+            f"unsupported mode {mode!r}: RemotePath opens for reading only; write with AtomicFile"
+        )
 
     def read_bytes(self) -> bytes:
         with self._fs.open_input_stream(self._path) as f:
@@ -275,17 +272,6 @@ class RemotePath:
         except OSError:
             if not exist_ok:
                 raise
-
-    def write_bytes(self, data: bytes) -> int:
-        write_bytes_atomic(self, data)
-        return len(data)
-
-    def write_text(self, text: str, encoding: str = "utf-8") -> int:
-        return self.write_bytes(text.encode(encoding))
-
-    def touch(self) -> None:
-        if not self.exists():
-            self.write_bytes(b"")
 
     def unlink(self, missing_ok: bool = False) -> None:
         try:
@@ -312,91 +298,6 @@ def as_path(path: str | os.PathLike[str] | RemotePath) -> AnyPath:
     if m.group(1).lower() == "file":
         return Path(urlsplit(text).path)
     return RemotePath(text)
-
-
-def _tmp_key(final: RemotePath) -> RemotePath:
-    return final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _commit(tmp: RemotePath, final: RemotePath) -> None:
-    """Move a fully uploaded temp key onto its final key (server-side copy + delete on S3)."""
-    try:
-        final.fs.move(tmp.fs_path, final.fs_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: AnyPath | str, data: bytes) -> None:
-    """Write ``data`` so readers see the old object/file or the complete new one, never a part."""
-    p = as_path(path)
-    if isinstance(p, Path):
-        from aether_data.shards import atomic_write_bytes
-
-        atomic_write_bytes(p, data)
-        return
-    tmp = _tmp_key(p)
-    try:
-        with p.fs.open_output_stream(tmp.fs_path) as out:
-            out.write(data)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _commit(tmp, p)
-
-
-def upload_file(local: str | os.PathLike[str], dest: RemotePath) -> None:
-    """Upload a finished local file to ``dest`` atomically (temp key, then move)."""
-    tmp = _tmp_key(dest)
-    try:
-        with open(local, "rb") as src, dest.fs.open_output_stream(tmp.fs_path) as out:
-            while chunk := src.read(8 * _CHUNK):
-                out.write(chunk)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _commit(tmp, dest)
-
-
-class _AtomicRemoteWriter(io.RawIOBase):
-    """File-like writer for a remote path: spools to a local temp file, uploads on close.
-
-    Spooling keeps memory flat for large files and means an exception (or kill) before ``close``
-    never publishes anything; ``discard()`` drops the upload explicitly.
-    """
-
-    def __init__(self, dest: RemotePath) -> None:
-        super().__init__()
-        self.dest = dest
-        self._spool = tempfile.NamedTemporaryFile(prefix=TMP_PREFIX, delete=False)
-        self._done = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        return self._spool.write(data)
-
-    def discard(self) -> None:
-        if not self._done:
-            self._done = True
-            self._spool.close()
-            os.unlink(self._spool.name)
-
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._spool.close()
-            try:
-                upload_file(self._spool.name, self.dest)
-            finally:
-                os.unlink(self._spool.name)
-        super().close()
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self.discard()
-        self.close()
 
 
 def open_input(path: AnyPath | str) -> BinaryIO:
