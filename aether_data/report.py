@@ -186,15 +186,10 @@ def _counter_rows(c: Counter[Any]) -> list[tuple[Any, int]]:
     return sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))
 
 
-def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[str, Path]:
-    """Write `report/report.html` (self-contained), `report/*.png` and the dataset card `README.md`."""
+def _images(stats: DatasetStats, rep: Path) -> dict[str, bytes]:
+    """The report's PNG figures, written under ``rep`` (name → bytes, for inlining)."""
     from aether_data.inspect import contact_sheet
 
-    out = Path(out_dir)
-    stats = collect_stats(out, examples_per_workflow)
-    m = stats.manifest
-    rep = out / "report"
-    rep.mkdir(exist_ok=True)
     images = {
         "params.png": plot_param_histograms(stats),
         "scores.png": plot_scores(stats),
@@ -208,10 +203,12 @@ def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[st
         if name != "contact_sheet.png":  # already written by contact_sheet()
             atomic_write_bytes(rep / name, data)
 
-    def img_html(name: str) -> str:
-        b64 = base64.b64encode(images[name]).decode()
-        return f'<img alt="{name}" src="data:image/png;base64,{b64}">'
+    return images
 
+
+def _tables(stats: DatasetStats) -> dict[str, list[tuple[str, str]]]:
+    """Per section, its tables as (HTML, markdown) pairs."""
+    m = stats.manifest
     mean_in = float(np.mean(stats.score_input)) if stats.score_input else float("nan")
     mean_tg = float(np.mean(stats.score_target)) if stats.score_target else float("nan")
     overview = [
@@ -256,6 +253,16 @@ def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[st
         _table(_counter_rows(Counter(m["skipped"]["reasons"])) or [("(none)", 0)], ("reason", "inputs"))
     )
     tables["Source licences"].append(_table(_counter_rows(stats.licences), ("licence", "samples")))
+    return tables
+
+
+def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str, bytes]) -> tuple[str, str]:
+    """(report.html, README.md card) text, sections in order with their tables and figures."""
+
+    def img_html(name: str) -> str:
+        b64 = base64.b64encode(images[name]).decode()
+        return f'<img alt="{name}" src="data:image/png;base64,{b64}">'
+
     figures = {
         "Counts": ["protocols.png"] + (["categories.png"] if "categories.png" in images else []),
         "Parameter histograms": ["params.png"],
@@ -293,6 +300,17 @@ def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[st
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
     )
+    return page, "\n".join(card)
+
+
+def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[str, Path]:
+    """Write `report/report.html` (self-contained), `report/*.png` and the dataset card `README.md`."""
+    out = Path(out_dir)
+    stats = collect_stats(out, examples_per_workflow)
+    rep = out / "report"
+    rep.mkdir(exist_ok=True)
+    images = _images(stats, rep)
+    page, card = _pages(out, _tables(stats), images)
     html_path = atomic_write_text(rep / "report.html", page)
-    card_path = atomic_write_text(out / "README.md", "\n".join(card))
+    card_path = atomic_write_text(out / "README.md", card)
     return {"html": html_path, "card": card_path, **{n: rep / n for n in images}}

@@ -12,8 +12,9 @@ from aether_data.config import PipelineSpec
 from aether_data.develop.settings import PresetSettings
 from aether_data.io.imaging import load_image
 from aether_data.io.sources import bundled_photos
-from aether_data.presets.describe import effects, style_instructions, style_plans, summary
+from aether_data.presets.describe import effects, summary
 from aether_data.presets.library import load_library
+from aether_data.presets.wording import style_instructions, style_plans
 from aether_data.workflows.base import PlanRow
 from aether_data.workflows.style import StyleWorkflow, preset_masks
 

@@ -116,6 +116,53 @@ def _audit_shard(
         return _audit_tar(out_dir, entry, report, key_owner, totals, deep, tar, ipath, local_tar)
 
 
+def _audit_index(
+    out_dir: storage.AnyPath,
+    name: str,
+    entry: Mapping[str, Any],
+    ipath: storage.AnyPath,
+    report: _Sink,
+    totals: dict[str, Any],
+    sha: str,
+    size: int,
+) -> tuple[dict[str, dict[str, Any]], list[str]] | None:
+    """Check a shard's index against its tar and the manifest; its rows by key and key order,
+    or None when there is no readable index."""
+    rows: dict[str, dict[str, Any]] = {}
+    index_keys: list[str] = []
+    if not ipath.is_file():
+        report(f"index {ipath.relative_to(out_dir)} is missing")
+        totals["complete"] = False
+        return None
+    try:
+        table, meta = read_index(ipath)
+    except Exception as e:  # any unreadable/invalid index is a finding, not a crash
+        report(f"index unreadable: {e}")
+        totals["complete"] = False
+        return None
+    if not table.schema.equals(INDEX_SCHEMA, check_metadata=False):
+        report("index columns/types differ from INDEX_SCHEMA")
+    if meta["shard"] != name:
+        report(f"index metadata names shard {meta['shard']!r}")
+    if meta["tar_sha256"] != sha:
+        report("tar sha256 does not match the index metadata")
+    if meta["tar_size"] != size:
+        report(f"tar size {size} != index metadata size {meta['tar_size']}")
+    if meta["samples"] != table.num_rows:
+        report(f"index has {table.num_rows} rows, its metadata says {meta['samples']}")
+    if entry.get("samples") != table.num_rows:
+        report(f"manifest says {entry.get('samples')} samples, index has {table.num_rows}")
+    totals["skipped"].extend(meta["skipped"])
+    for row in table.to_pylist():
+        if row["key"] in rows:
+            report(f"key {row['key']} appears twice in the index")
+        rows[row["key"]] = row
+        index_keys.append(row["key"])
+        totals["workflow"][row["workflow"] if row["workflow"] is not None else NULL_WORKFLOW] += 1
+        totals["protocol"][row["protocol"] if row["protocol"] is not None else NULL_PROTOCOL] += 1
+    return rows, index_keys
+
+
 def _audit_tar(
     out_dir: storage.AnyPath,
     entry: Mapping[str, Any],
@@ -136,41 +183,9 @@ def _audit_tar(
     if sha != entry.get("sha256"):
         report(f"tar sha256 {sha[:16]}... != manifest sha256 {str(entry.get('sha256'))[:16]}...")
 
-    rows: dict[str, dict[str, Any]] = {}
-    index_keys: list[str] = []
-    if not ipath.is_file():
-        report(f"index {ipath.relative_to(out_dir)} is missing")
-        have_index = False
-        totals["complete"] = False
-    else:
-        try:
-            table, meta = read_index(ipath)
-        except Exception as e:  # any unreadable/invalid index is a finding, not a crash
-            report(f"index unreadable: {e}")
-            have_index = False
-            totals["complete"] = False
-        else:
-            have_index = True
-            if not table.schema.equals(INDEX_SCHEMA, check_metadata=False):
-                report("index columns/types differ from INDEX_SCHEMA")
-            if meta["shard"] != name:
-                report(f"index metadata names shard {meta['shard']!r}")
-            if meta["tar_sha256"] != sha:
-                report("tar sha256 does not match the index metadata")
-            if meta["tar_size"] != size:
-                report(f"tar size {size} != index metadata size {meta['tar_size']}")
-            if meta["samples"] != table.num_rows:
-                report(f"index has {table.num_rows} rows, its metadata says {meta['samples']}")
-            if entry.get("samples") != table.num_rows:
-                report(f"manifest says {entry.get('samples')} samples, index has {table.num_rows}")
-            totals["skipped"].extend(meta["skipped"])
-            for row in table.to_pylist():
-                if row["key"] in rows:
-                    report(f"key {row['key']} appears twice in the index")
-                rows[row["key"]] = row
-                index_keys.append(row["key"])
-                totals["workflow"][row["workflow"] if row["workflow"] is not None else NULL_WORKFLOW] += 1
-                totals["protocol"][row["protocol"] if row["protocol"] is not None else NULL_PROTOCOL] += 1
+    indexed = _audit_index(out_dir, name, entry, ipath, report, totals, sha, size)
+    rows, index_keys = indexed if indexed is not None else ({}, [])
+    have_index = indexed is not None
 
     seen: set[str] = set()
     order_reported = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -72,34 +72,13 @@ def build(
     """Score, filter (gain >= delta), featurise and encode expert pairs into a DB folder."""
     from aether_data.degrade import ERDegrader
     from aether_data.expert_db.db import build_expert_db
-    from aether_data.expert_db.readers import PairRef, read_fivek, read_paired, read_ppr10k
     from aether_data.scoring import make_scorer
 
-    listing: list[PairRef] = []
-    unmatched: dict[str, int] = {}
-    roots: list[Path] = []
-    sources: list[dict[str, str]] = []
     jobs = [("fivek", p) for p in fivek or []] + [("ppr10k", p) for p in ppr10k or []]
     jobs += [("pairs", p) for p in pairs or []]
     if not jobs:
         _fail("give at least one of --fivek DIR, --ppr10k DIR, --pairs DIR", 2)
-    for kind, root in jobs:
-        if not root.is_dir():
-            _fail(f"{root}: not a folder", 2)
-        try:
-            if kind == "fivek":
-                found, um = read_fivek(root, experts)
-            elif kind == "ppr10k":
-                found, um = read_ppr10k(root)
-            else:
-                found, um = read_paired(root)
-        except ValueError as exc:
-            _fail(str(exc), 2)
-        listing += found
-        roots.append(root)
-        sources.append({"kind": kind, "name": root.resolve().name, "pairs": str(len(found))})
-        for k, v in um.items():
-            unmatched[f"{kind}:{k}"] = unmatched.get(f"{kind}:{k}", 0) + v
+    listing, unmatched, roots, sources = _list_pairs(jobs, experts)
     if limit is not None:
         listing = listing[:limit]
     if not listing:
@@ -121,6 +100,36 @@ def build(
     _print_counts(report.as_dict(), out, time.perf_counter() - t0)
     if report.kept == 0:
         _fail(f"every pair was dropped; lower --delta (now {delta}) or check the data")
+
+
+def _list_pairs(
+    jobs: list[tuple[str, Path]], experts: str | None
+) -> tuple[list[Any], dict[str, int], list[Path], list[dict[str, str]]]:
+    """Every (kind, folder) read by its reader: pairs, unmatched counts, roots, source entries."""
+    from aether_data.expert_db.readers import PairRef, read_fivek, read_paired, read_ppr10k
+
+    listing: list[PairRef] = []
+    unmatched: dict[str, int] = {}
+    roots: list[Path] = []
+    sources: list[dict[str, str]] = []
+    for kind, root in jobs:
+        if not root.is_dir():
+            _fail(f"{root}: not a folder", 2)
+        try:
+            if kind == "fivek":
+                found, um = read_fivek(root, experts)
+            elif kind == "ppr10k":
+                found, um = read_ppr10k(root)
+            else:
+                found, um = read_paired(root)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        listing += found
+        roots.append(root)
+        sources.append({"kind": kind, "name": root.resolve().name, "pairs": str(len(found))})
+        for k, v in um.items():
+            unmatched[f"{kind}:{k}"] = unmatched.get(f"{kind}:{k}", 0) + v
+    return listing, unmatched, roots, sources
 
 
 def _print_counts(counts: dict, out: Path, seconds: float | None = None) -> None:

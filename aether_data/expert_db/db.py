@@ -104,6 +104,92 @@ def _load_pair(ref: PairRef, short_edge: int) -> tuple[np.ndarray, np.ndarray] |
     return a, b
 
 
+KEPT_COLUMNS = (
+    "id",
+    "dataset",
+    "expert",
+    "input",
+    "target",
+    "score_input",
+    "score_target",
+    "score_gain",
+    "width",
+    "height",
+)
+
+
+class _Collector:
+    """The kept pairs (columns, features, latents, thumbnails) and the dropped ones with reasons."""
+
+    def __init__(self, report: BuildReport, roots: Sequence[Path], thumb_size: int) -> None:
+        self.report = report
+        self.roots = roots
+        self.thumb_size = thumb_size
+        self.kept_rows: dict[str, list[Any]] = {k: [] for k in KEPT_COLUMNS}
+        self.thumbs: dict[str, list[bytes]] = {"thumb_input": [], "thumb_target": []}
+        self.dropped: list[dict[str, Any]] = []
+        self.f_in: list[np.ndarray] = []
+        self.f_tgt: list[np.ndarray] = []
+        self.z_inv: list[np.ndarray] = []
+
+    def drop(self, ref: PairRef, reason: str, si: float | None = None, st: float | None = None) -> None:
+        self.report.dropped[reason] += 1
+        self.dropped.append(
+            {
+                "id": ref.id,
+                "dataset": ref.dataset,
+                "expert": ref.expert,
+                "input": _rel(ref.input, self.roots),
+                "target": _rel(ref.target, self.roots),
+                "reason": reason,
+                "score_input": si,
+                "score_target": st,
+            }
+        )
+
+    def keep(self, ref: PairRef, a: np.ndarray, b: np.ndarray, si: float, st: float, zi: Any) -> None:
+        row = self.kept_rows
+        row["id"].append(ref.id)
+        row["dataset"].append(ref.dataset)
+        row["expert"].append(ref.expert)
+        row["input"].append(_rel(ref.input, self.roots))
+        row["target"].append(_rel(ref.target, self.roots))
+        row["score_input"].append(round(float(si), 4))
+        row["score_target"].append(round(float(st), 4))
+        row["score_gain"].append(round(float(st - si), 4))
+        row["width"].append(int(b.shape[1]))
+        row["height"].append(int(b.shape[0]))
+        self.f_in.append(histogram_features(a))
+        self.f_tgt.append(histogram_features(b))
+        self.z_inv.append(np.asarray(zi, np.float32))
+        if self.thumb_size:
+            self.thumbs["thumb_input"].append(_jpeg(a, self.thumb_size))
+            self.thumbs["thumb_target"].append(_jpeg(b, self.thumb_size))
+
+    def add_batch(
+        self, batch: list[PairRef], loaded: list[Any], scorer: Any, degrader: Any, delta: float
+    ) -> None:
+        """Drop unreadable pairs and pairs whose score gain is below ``delta``; encode the rest."""
+        ok = [(r, x) for r, x in zip(batch, loaded) if not isinstance(x, str)]
+        for r, x in zip(batch, loaded):
+            if isinstance(x, str):
+                self.drop(r, x)
+        if not ok:
+            return
+        scores = scorer.score_batch([a for _, (a, _) in ok] + [b for _, (_, b) in ok])
+        s_in, s_tgt = scores[: len(ok)], scores[len(ok) :]
+        good = []
+        for (ref, (a, b)), si, st in zip(ok, s_in, s_tgt):
+            if st - si < delta:
+                self.drop(ref, "score-gain-below-delta", si, st)
+                continue
+            good.append((ref, a, b, si, st))
+        if good:
+            z = degrader.inverse_latents([g[2] for g in good], [g[1] for g in good])
+            for (ref, a, b, si, st), zi in zip(good, z):
+                self.keep(ref, a, b, si, st, zi)
+
+
 def build_expert_db(
     pairs: Sequence[PairRef],
     out: str | Path,
@@ -127,81 +213,16 @@ def build_expert_db(
     """
     out = Path(out)
     report = BuildReport(listed=len(pairs), unmatched=dict(unmatched or {}))
-    kept_rows: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "id",
-            "dataset",
-            "expert",
-            "input",
-            "target",
-            "score_input",
-            "score_target",
-            "score_gain",
-            "width",
-            "height",
-        )
-    }
-    thumbs: dict[str, list[bytes]] = {"thumb_input": [], "thumb_target": []}
-    dropped: list[dict[str, Any]] = []
-    f_in: list[np.ndarray] = []
-    f_tgt: list[np.ndarray] = []
-    z_inv: list[np.ndarray] = []
-
-    def drop(ref: PairRef, reason: str, si: float | None = None, st: float | None = None) -> None:
-        report.dropped[reason] += 1
-        dropped.append(
-            {
-                "id": ref.id,
-                "dataset": ref.dataset,
-                "expert": ref.expert,
-                "input": _rel(ref.input, roots),
-                "target": _rel(ref.target, roots),
-                "reason": reason,
-                "score_input": si,
-                "score_target": st,
-            }
-        )
-
+    c = _Collector(report, roots, thumb_size)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(pairs), batch_size):
             batch = list(pairs[start : start + batch_size])
-            loaded = list(pool.map(lambda r: _load_pair(r, short_edge), batch))
-            ok = [(r, x) for r, x in zip(batch, loaded) if not isinstance(x, str)]
-            for r, x in zip(batch, loaded):
-                if isinstance(x, str):
-                    drop(r, x)
-            if ok:
-                scores = scorer.score_batch([a for _, (a, _) in ok] + [b for _, (_, b) in ok])
-                s_in, s_tgt = scores[: len(ok)], scores[len(ok) :]
-                good = []
-                for (ref, (a, b)), si, st in zip(ok, s_in, s_tgt):
-                    if st - si < delta:
-                        drop(ref, "score-gain-below-delta", si, st)
-                        continue
-                    good.append((ref, a, b, si, st))
-                if good:
-                    z = degrader.inverse_latents([g[2] for g in good], [g[1] for g in good])
-                    for (ref, a, b, si, st), zi in zip(good, z):
-                        kept_rows["id"].append(ref.id)
-                        kept_rows["dataset"].append(ref.dataset)
-                        kept_rows["expert"].append(ref.expert)
-                        kept_rows["input"].append(_rel(ref.input, roots))
-                        kept_rows["target"].append(_rel(ref.target, roots))
-                        kept_rows["score_input"].append(round(float(si), 4))
-                        kept_rows["score_target"].append(round(float(st), 4))
-                        kept_rows["score_gain"].append(round(float(st - si), 4))
-                        kept_rows["width"].append(int(b.shape[1]))
-                        kept_rows["height"].append(int(b.shape[0]))
-                        f_in.append(histogram_features(a))
-                        f_tgt.append(histogram_features(b))
-                        z_inv.append(np.asarray(zi, np.float32))
-                        if thumb_size:
-                            thumbs["thumb_input"].append(_jpeg(a, thumb_size))
-                            thumbs["thumb_target"].append(_jpeg(b, thumb_size))
+            c.add_batch(
+                batch, list(pool.map(lambda r: _load_pair(r, short_edge), batch)), scorer, degrader, delta
+            )
             if progress is not None:
                 progress(min(start + batch_size, len(pairs)), len(pairs))
-    report.kept = len(kept_rows["id"])
+    report.kept = len(c.kept_rows["id"])
     meta = {
         "format": DB_FORMAT,
         "feature_version": FEATURE_VERSION,
@@ -218,11 +239,11 @@ def build_expert_db(
         "sources": list(sources),
         "counts": report.as_dict(),
     }
-    cols = {"row": list(range(report.kept)), **kept_rows}
+    cols = {"row": list(range(report.kept)), **c.kept_rows}
     if thumb_size:
-        cols.update(thumbs)
-    write_db(out, cols, dropped, np.stack(f_in) if f_in else None, np.stack(f_tgt) if f_tgt else None,
-             np.stack(z_inv) if z_inv else None, meta, degrader.latent_dim)  # fmt: skip
+        cols.update(c.thumbs)
+    stack = lambda xs: np.stack(xs) if xs else None  # noqa: E731
+    write_db(out, cols, c.dropped, stack(c.f_in), stack(c.f_tgt), stack(c.z_inv), meta, degrader.latent_dim)
     return report
 
 

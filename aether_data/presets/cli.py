@@ -88,7 +88,8 @@ def show_cmd(
     library: LibraryOpt = None,
 ) -> None:
     """One preset: identity, settings, what it does, unsupported keys."""
-    from aether_data.presets.describe import style_plans, summary
+    from aether_data.presets.describe import summary
+    from aether_data.presets.wording import style_plans
 
     lib = _load(library)
     try:

@@ -465,7 +465,7 @@ class Categoriser:
     """Assigns (primary, fine) to an imported preset from its words and its measured look."""
 
     def __init__(self, taxonomy: Taxonomy) -> None:
-        from aether_data.presets.describe import signature
+        from aether_data.presets.measure import signature
 
         self.taxonomy = taxonomy
         self.fines = taxonomy.fine
@@ -477,7 +477,7 @@ class Categoriser:
 
     def categorise(self, settings: PresetSettings, name: str, group: str = "") -> tuple[str, str, str]:
         """(primary, fine, how): words narrow the candidates, the nearest look signature decides."""
-        from aether_data.presets.describe import signature
+        from aether_data.presets.measure import signature
 
         words = _tokens(f"{name} {group}")
         mono = bool(settings.value("ConvertToGrayscale"))

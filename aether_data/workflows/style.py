@@ -24,10 +24,12 @@ from aether_data.develop.preset_ops import (
     render_preset,
 )
 from aether_data.develop.settings import KEYS, PresetSettings
-from aether_data.presets.describe import effects, probe_colours, style_instructions, style_plans
+from aether_data.presets.describe import effects
 from aether_data.presets.library import Library, Preset, load_library
 from aether_data.presets.matching import make_matcher, top_categories
+from aether_data.presets.measure import probe_colours
 from aether_data.presets.taxonomy import load_taxonomy
+from aether_data.presets.wording import style_instructions, style_plans
 from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow
 
 LUT_CACHE_SIZE = 256
