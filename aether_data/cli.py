@@ -163,6 +163,82 @@ class BuildProgress:
         self.progress.stop()
 
 
+def _build_overrides(
+    *,
+    sources: str | None,
+    num_samples: int | None,
+    seed: int | None,
+    samples_per_shard: int | None,
+    image_size: int | None,
+    workers: int | None,
+    ray_address: str | None,
+    annotator: str | None,
+    openai_base_url: str | None,
+    openai_model: str | None,
+    annotator_model_path: str | None,
+    annotator_cache_dir: str | None,
+) -> dict[str, Any]:
+    """The spec fields that `aether build`'s flags override (only the flags that were given)."""
+    overrides: dict[str, Any] = {}
+    if sources is not None:
+        overrides.setdefault("sources", {})["path"] = sources
+    if num_samples is not None:
+        overrides["num_samples"] = num_samples
+    if seed is not None:
+        overrides["seed"] = seed
+    if samples_per_shard is not None:
+        overrides["samples_per_shard"] = samples_per_shard
+    if image_size is not None:
+        overrides.setdefault("image", {})["size"] = image_size
+    if workers is not None:
+        overrides.setdefault("runtime", {})["workers"] = workers
+    if ray_address is not None:
+        overrides.setdefault("runtime", {})["ray_address"] = ray_address
+    for field, value in (
+        ("backend", annotator),
+        ("base_url", openai_base_url),
+        ("model", openai_model),
+        ("model_path", annotator_model_path),
+        ("cache_dir", annotator_cache_dir),
+    ):
+        if value is not None:
+            overrides.setdefault("annotator", {})[field] = value
+    return overrides
+
+
+def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
+    """Print what a build did; exit 1 on failed shards or a skip rate above the limit."""
+    if summary.failed:
+        for name, why in summary.failed:
+            err.print(f"[red]shard {name} failed:[/red] {why}")
+        err.print(
+            f"[red]{len(summary.failed)} shard(s) failed[/red]; finished shards are kept, "
+            "re-run the same command to resume"
+        )
+        raise typer.Exit(1)
+    m = summary.manifest or {}
+    rate = summary.samples_written / max(summary.seconds, 1e-9)
+    err.print(
+        f"[green]done[/green] in {summary.seconds:.1f}s: {m.get('samples', 0)} samples in "
+        f"{summary.shards_total} shards ({summary.shards_built} built, {summary.shards_reused} reused; "
+        f"{rate:.1f} samples/s) · per workflow {m.get('per_workflow', {})}"
+    )
+    skipped = m.get("skipped", {"count": 0, "reasons": {}})
+    if skipped["count"]:
+        err.print(
+            f"[yellow]skipped {skipped['count']} input(s):[/yellow] {skipped['reasons']} (see skipped.parquet)"
+        )
+    else:
+        err.print("skipped 0 inputs")
+    if fail_on_error_rate is not None and summary.planned_samples:
+        rate_bad = skipped["count"] / summary.planned_samples
+        if rate_bad > fail_on_error_rate:
+            err.print(
+                f"[red]skip rate {rate_bad:.3f} exceeds --fail-on-error-rate {fail_on_error_rate}[/red]"
+            )
+            raise typer.Exit(1)
+
+
 @app.command()
 def build(
     workflow: Annotated[
@@ -216,30 +292,20 @@ def build(
 
     if workflow is None and config is None:
         workflow = "auto"
-    overrides: dict[str, Any] = {}
-    if sources is not None:
-        overrides.setdefault("sources", {})["path"] = sources
-    if num_samples is not None:
-        overrides["num_samples"] = num_samples
-    if seed is not None:
-        overrides["seed"] = seed
-    if samples_per_shard is not None:
-        overrides["samples_per_shard"] = samples_per_shard
-    if image_size is not None:
-        overrides.setdefault("image", {})["size"] = image_size
-    if workers is not None:
-        overrides.setdefault("runtime", {})["workers"] = workers
-    if ray_address is not None:
-        overrides.setdefault("runtime", {})["ray_address"] = ray_address
-    for field, value in (
-        ("backend", annotator),
-        ("base_url", openai_base_url),
-        ("model", openai_model),
-        ("model_path", annotator_model_path),
-        ("cache_dir", annotator_cache_dir),
-    ):
-        if value is not None:
-            overrides.setdefault("annotator", {})[field] = value
+    overrides = _build_overrides(
+        sources=sources,
+        num_samples=num_samples,
+        seed=seed,
+        samples_per_shard=samples_per_shard,
+        image_size=image_size,
+        workers=workers,
+        ray_address=ray_address,
+        annotator=annotator,
+        openai_base_url=openai_base_url,
+        openai_model=openai_model,
+        annotator_model_path=annotator_model_path,
+        annotator_cache_dir=annotator_cache_dir,
+    )
     try:
         spec = load_spec(config, workflow, overrides)
     except SpecError as exc:
@@ -262,35 +328,7 @@ def build(
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot write output: {exc}")
         raise typer.Exit(1) from None
-    if summary.failed:
-        for name, why in summary.failed:
-            err.print(f"[red]shard {name} failed:[/red] {why}")
-        err.print(
-            f"[red]{len(summary.failed)} shard(s) failed[/red]; finished shards are kept, "
-            "re-run the same command to resume"
-        )
-        raise typer.Exit(1)
-    m = summary.manifest or {}
-    rate = summary.samples_written / max(summary.seconds, 1e-9)
-    err.print(
-        f"[green]done[/green] in {summary.seconds:.1f}s: {m.get('samples', 0)} samples in "
-        f"{summary.shards_total} shards ({summary.shards_built} built, {summary.shards_reused} reused; "
-        f"{rate:.1f} samples/s) · per workflow {m.get('per_workflow', {})}"
-    )
-    skipped = m.get("skipped", {"count": 0, "reasons": {}})
-    if skipped["count"]:
-        err.print(
-            f"[yellow]skipped {skipped['count']} input(s):[/yellow] {skipped['reasons']} (see skipped.parquet)"
-        )
-    else:
-        err.print("skipped 0 inputs")
-    if fail_on_error_rate is not None and summary.planned_samples:
-        rate_bad = skipped["count"] / summary.planned_samples
-        if rate_bad > fail_on_error_rate:
-            err.print(
-                f"[red]skip rate {rate_bad:.3f} exceeds --fail-on-error-rate {fail_on_error_rate}[/red]"
-            )
-            raise typer.Exit(1)
+    _report_build(summary, fail_on_error_rate)
 
 
 @app.command()
