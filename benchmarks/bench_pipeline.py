@@ -1,6 +1,6 @@
 """Pipeline benchmark (the README performance table): `python benchmarks/bench_pipeline.py --json FILE`.
 
-Same as `aether bench`; see aether_data/bench.py for what is measured and benchmarks/README.md for
+Same as `aether bench`; see aether_data/bench/__init__.py for what is measured and benchmarks/README.md for
 how to read the numbers.
 """
 
