@@ -21,7 +21,8 @@ from aether_data.develop.preset_ops import (
 from aether_data.develop.settings import NAMED_CURVES, PresetSettings
 from aether_data.io.imaging import load_image
 from aether_data.io.sources import bundled_photos
-from aether_data.presets.library import import_pack, load_library
+from aether_data.presets.importer import import_pack
+from aether_data.presets.library import load_library
 from aether_data.presets.xmp import read_xmp
 
 DATA = Path(__file__).resolve().parent / "data" / "presets"

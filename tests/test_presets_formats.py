@@ -16,7 +16,8 @@ from aether_data.develop.settings import (
     parse_number,
 )
 from aether_data.presets.errors import PresetFormatError
-from aether_data.presets.library import import_pack, load_library, read_preset_file
+from aether_data.presets.importer import import_pack, read_preset_file
+from aether_data.presets.library import load_library
 from aether_data.presets.lrtemplate import LuaSyntaxError, parse_lua_table, read_lrtemplate
 from aether_data.presets.xmp import parse_xmp_bytes, read_xmp, to_xmp
 

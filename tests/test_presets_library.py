@@ -15,13 +15,8 @@ from aether_data.develop import read_cube
 from aether_data.develop.preset_ops import bake_preset_lut
 from aether_data.io.sources import bundled_photos
 from aether_data.presets.cli import presets_app
-from aether_data.presets.library import (
-    DEFAULT_LIBRARY_PATH,
-    Preset,
-    generate_library,
-    load_library,
-    read_library_file,
-)
+from aether_data.presets.generate import generate_library
+from aether_data.presets.library import DEFAULT_LIBRARY_PATH, Preset, load_library, read_library_file
 from aether_data.presets.taxonomy import TaxonomyError, _parse, load_taxonomy
 
 DATA = Path(__file__).resolve().parent / "data" / "presets"

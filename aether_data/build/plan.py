@@ -26,7 +26,17 @@ from aether_data.io.sources import bundled_photos, list_sources
 from aether_data.sampling import sample_seed
 from aether_data.workflows import PlanRow
 
-__all__ = ["PLAN_SCHEMA", "Planner", "ShardSpan", "iter_plan", "iter_shard_spans", "resolve_sources", "shard_name", "workflow_counts", "write_plan"]
+__all__ = [
+    "PLAN_SCHEMA",
+    "Planner",
+    "ShardSpan",
+    "iter_plan",
+    "iter_shard_spans",
+    "resolve_sources",
+    "shard_name",
+    "workflow_counts",
+    "write_plan",
+]
 
 
 PLAN_SCHEMA = pa.schema(

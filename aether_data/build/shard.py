@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aether_data.io import storage
 from aether_data.annotate import AnnotationRequest, make_annotator
 from aether_data.build.clock import StageClock
 from aether_data.build.faults import FaultPlan
@@ -28,6 +27,7 @@ from aether_data.config import PipelineSpec
 from aether_data.dataset.index import write_index
 from aether_data.dataset.tar import TarWriter
 from aether_data.develop import warm_up_kernels
+from aether_data.io import storage
 from aether_data.io.atomic import atomic_write_bytes
 from aether_data.io.errors import SourceError
 from aether_data.workflows import PlanRow, make_workflow
@@ -59,7 +59,10 @@ class ShardContext:
     """Everything a shard task needs, built once per worker (actor)."""
 
     def __init__(
-        self, spec: PipelineSpec, out_dir: storage.AnyPath | str, timer: Callable[[], float] = time.perf_counter
+        self,
+        spec: PipelineSpec,
+        out_dir: storage.AnyPath | str,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         """``timer`` times the stages: wall time for run.json; the bench passes ``time.thread_time``."""
         self.spec = spec

@@ -41,7 +41,7 @@ def _load(library: Path | None) -> Any:
 def _resolve(preset: str, library: Path | None) -> tuple[str, Any, dict[str, Any]]:
     """(label, settings, info) for a library id or an .xmp / .lrtemplate path."""
     from aether_data.presets.errors import PresetFormatError
-    from aether_data.presets.library import read_preset_file
+    from aether_data.presets.importer import read_preset_file
 
     p = Path(preset)
     if p.suffix.lower() in (".xmp", ".lrtemplate"):
@@ -127,7 +127,8 @@ def import_cmd(
     ] = None,
 ) -> None:
     """Import a pack: every file either imports (categorised) or is listed with its reason."""
-    from aether_data.presets.library import import_pack, write_library
+    from aether_data.presets.importer import import_pack
+    from aether_data.presets.store import write_library
 
     if not directory.is_dir():
         _fail(f"not a directory: {directory}")
@@ -234,7 +235,8 @@ def generate_cmd(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="library file to write")] = None,
 ) -> None:
     """Regenerate the stored library deterministically from the taxonomy's category prototypes."""
-    from aether_data.presets.library import DEFAULT_LIBRARY_PATH, generate_library, write_library
+    from aether_data.presets.generate import generate_library
+    from aether_data.presets.store import DEFAULT_LIBRARY_PATH, write_library
 
     target = out or DEFAULT_LIBRARY_PATH
     presets = generate_library()
