@@ -162,6 +162,84 @@ def _render(
     return renderer(x, z)
 
 
+class _Evaluator:
+    """Draws held-out edits on ordered pairs of different images, in a fixed order (seeded)."""
+
+    def __init__(
+        self,
+        encoder: RetouchEncoder,
+        renderer: RetouchRenderer,
+        imgs: list[torch.Tensor],
+        seed: int,
+        path: str,
+        lut_size: int,
+    ) -> None:
+        self.encoder, self.renderer, self.imgs = encoder, renderer, imgs
+        self.path, self.lut_size = path, lut_size
+        self.pairs = [(i, j) for i in range(len(imgs)) for j in range(len(imgs)) if i != j]
+        self.rng = np.random.default_rng(seed)
+        self.stats = load_operator_stats()
+        self.size = encoder.config.enc_input_size
+        self.k = 0
+
+    def next_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        i, j = self.pairs[self.k % len(self.pairs)]
+        self.k += 1
+        return self.imgs[i], self.imgs[j]
+
+    def render(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return _render(self.renderer, x, z, self.path, self.lut_size)
+
+    def protocols(self, n_params: int) -> tuple[dict[str, list[float]], ...]:
+        """Per protocol: PSNR, SSIM, identity PSNR and PSNR with the protocol's masks applied."""
+        per_p: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
+        per_p_ssim: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
+        per_p_id: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
+        per_p_masked: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
+        for protocol in PROTOCOLS:
+            active = tuple(int(g in protocol.split("+")) for g in GROUPS)
+            for _ in range(n_params):
+                _, params = sample_params(self.rng, protocol, stats=self.stats)
+                vec = torch.from_numpy(param_vector(params))[None]
+                a, x = self.next_pair()
+                z = encode_pair(self.encoder, a, teacher_edit(a, vec), self.size)
+                gt = teacher_edit(x, vec)
+                out = self.render(x, z)
+                per_p[protocol].append(psnr(out, gt))
+                per_p_ssim[protocol].append(ssim(out, gt))
+                per_p_id[protocol].append(psnr(x, gt))
+                per_p_masked[protocol].append(psnr(self.render(x, apply_masks(z, active)), gt))
+        return per_p, per_p_ssim, per_p_id, per_p_masked
+
+    def interventions(self, n_params: int) -> tuple[Any, ...]:
+        """Per masked intervention on all-group edits: PSNR, SSIM, identity; and light-only chroma shifts."""
+        inter: dict[str, list[float]] = {n: [] for n in INTERVENTIONS}
+        inter_ssim: dict[str, list[float]] = {n: [] for n in INTERVENTIONS}
+        inter_id: dict[str, list[float]] = {n: [] for n in INTERVENTIONS}
+        shift_model: list[float] = []
+        shift_teacher: list[float] = []
+        shift_full: list[float] = []
+        shift_vs_target: list[float] = []
+        for _ in range(n_params):
+            _, params = sample_params(self.rng, ALL_GROUPS_PROTOCOL, stats=self.stats)
+            vec = param_vector(params)
+            a, x = self.next_pair()
+            z = encode_pair(self.encoder, a, teacher_edit(a, vec[None]), self.size)
+            full_gt = teacher_edit(x, vec[None])
+            for name, masks in INTERVENTIONS.items():
+                gt = teacher_edit(x, masked_vector(vec, masks)[None])
+                out = self.render(x, apply_masks(z, masks))
+                inter[name].append(psnr(out, gt))
+                inter_ssim[name].append(ssim(out, gt))
+                inter_id[name].append(psnr(x, gt))
+                if name == "L":
+                    shift_vs_target.append(chroma_shift(out, gt))
+                    shift_model.append(chroma_shift(out, x))
+                    shift_teacher.append(chroma_shift(gt, x))
+                    shift_full.append(chroma_shift(full_gt, x))
+        return inter, inter_ssim, inter_id, (shift_model, shift_teacher, shift_full, shift_vs_target)
+
+
 @torch.no_grad()
 def evaluate_er(
     encoder: RetouchEncoder,
@@ -184,62 +262,10 @@ def evaluate_er(
     encoder.eval()
     renderer.eval()
     names, imgs = _load_eval_images(images, eval_size)
-    pairs = [(i, j) for i in range(len(imgs)) for j in range(len(imgs)) if i != j]
-    rng = np.random.default_rng(seed)
-    stats = load_operator_stats()
-    size = encoder.config.enc_input_size
-    k = 0
-
-    def next_pair() -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal k
-        i, j = pairs[k % len(pairs)]
-        k += 1
-        return imgs[i], imgs[j]
-
-    per_p: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
-    per_p_ssim: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
-    per_p_id: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
-    per_p_masked: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
-    for protocol in PROTOCOLS:
-        active = tuple(int(g in protocol.split("+")) for g in GROUPS)
-        for _ in range(n_params):
-            _, params = sample_params(rng, protocol, stats=stats)
-            vec = torch.from_numpy(param_vector(params))[None]
-            a, x = next_pair()
-            z = encode_pair(encoder, a, teacher_edit(a, vec), size)
-            gt = teacher_edit(x, vec)
-            out = _render(renderer, x, z, path, lut_size)
-            per_p[protocol].append(psnr(out, gt))
-            per_p_ssim[protocol].append(ssim(out, gt))
-            per_p_id[protocol].append(psnr(x, gt))
-            per_p_masked[protocol].append(
-                psnr(_render(renderer, x, apply_masks(z, active), path, lut_size), gt)
-            )
-
-    inter: dict[str, list[float]] = {n: [] for n in INTERVENTIONS}
-    inter_ssim: dict[str, list[float]] = {n: [] for n in INTERVENTIONS}
-    inter_id: dict[str, list[float]] = {n: [] for n in INTERVENTIONS}
-    shift_model: list[float] = []
-    shift_teacher: list[float] = []
-    shift_full: list[float] = []
-    shift_vs_target: list[float] = []
-    for _ in range(n_params):
-        _, params = sample_params(rng, ALL_GROUPS_PROTOCOL, stats=stats)
-        vec = param_vector(params)
-        a, x = next_pair()
-        z = encode_pair(encoder, a, teacher_edit(a, vec[None]), size)
-        full_gt = teacher_edit(x, vec[None])
-        for name, masks in INTERVENTIONS.items():
-            gt = teacher_edit(x, masked_vector(vec, masks)[None])
-            out = _render(renderer, x, apply_masks(z, masks), path, lut_size)
-            inter[name].append(psnr(out, gt))
-            inter_ssim[name].append(ssim(out, gt))
-            inter_id[name].append(psnr(x, gt))
-            if name == "L":
-                shift_vs_target.append(chroma_shift(out, gt))
-                shift_model.append(chroma_shift(out, x))
-                shift_teacher.append(chroma_shift(gt, x))
-                shift_full.append(chroma_shift(full_gt, x))
+    ev = _Evaluator(encoder, renderer, imgs, seed, path, lut_size)
+    per_p, per_p_ssim, per_p_id, per_p_masked = ev.protocols(n_params)
+    inter, inter_ssim, inter_id, shifts = ev.interventions(n_params)
+    shift_model, shift_teacher, shift_full, shift_vs_target = shifts
 
     def mean(d: dict[str, list[float]]) -> dict[str, float]:
         return {key: round(float(np.mean(v)), 3) for key, v in d.items()}

@@ -256,6 +256,80 @@ def _resolve_images(images: Sequence[Path | str] | None) -> list[Path]:
     return [Path(p) for p in images]
 
 
+def _resume(
+    last: Path,
+    cfg: ERConfig,
+    modules: dict[str, nn.Module],
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    log: Callable[[str], None] | None,
+) -> int:
+    """Restore weights, optimizer, RNGs from ``last``; returns its step (refuses another config)."""
+    tensors, meta = read_safetensors(last)
+    saved_cfg = ERConfig.from_json(meta["config"])
+    if saved_cfg != cfg:
+        raise ValueError(f"{last}: checkpoint config differs from the requested config; refusing to resume")
+    for prefix, module in modules.items():
+        load_state_strict(module, split_prefixed(tensors, prefix + "."), f"{last} ({prefix})")
+    load_optimizer_state(opt, tensors, meta["optim.param_groups"])
+    rng.bit_generator.state = json.loads(meta["rng.numpy"])
+    torch.set_rng_state(tensors["rng.torch"])
+    step = int(meta["step"])
+    if log:
+        log(f"resumed from {last} at step {step}")
+    return step
+
+
+def _train_step(
+    encoder: nn.Module,
+    renderer: nn.Module,
+    oracle: ParamEmbedding | None,
+    opt: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    sampler: PairSampler,
+    rng: np.random.Generator,
+    dev: torch.device,
+    cfg: ERConfig,
+    stage: str,
+    lr: float,
+) -> float:
+    """One optimizer step at ``lr``; returns the image L1."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    batch = sampler.draw(rng, with_reference=stage != "oracle", device=dev)
+    loss, image = er_loss(encoder, renderer, batch, oracle, stage)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    return float(image.detach())
+
+
+def _log_window(
+    log_path: Path,
+    step: int,
+    stop: int,
+    stage: str,
+    window: list[float],
+    lr: float,
+    elapsed: float,
+    log: Callable[[str], None] | None,
+) -> None:
+    """Append the window's mean loss to train_log.jsonl (and print it)."""
+    rec = {
+        "step": step,
+        "stage": stage,
+        "loss": float(np.mean(window)),
+        "lr": lr,
+        "elapsed_s": round(elapsed, 1),
+    }
+    with log_path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    if log:
+        log(f"step {step}/{stop} [{stage}] loss {rec['loss']:.5f} lr {lr:.2e} {elapsed:.0f}s")
+
+
 def train_er(
     config: ERConfig | str = "cpu",
     images: Sequence[Path | str] | None = None,
@@ -294,23 +368,8 @@ def train_er(
     params = [p for m in modules.values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
-    step = 0
     last = out / LAST
-    if resume and last.exists():
-        tensors, meta = read_safetensors(last)
-        saved_cfg = ERConfig.from_json(meta["config"])
-        if saved_cfg != cfg:
-            raise ValueError(
-                f"{last}: checkpoint config differs from the requested config; refusing to resume"
-            )
-        for prefix, module in modules.items():
-            load_state_strict(module, split_prefixed(tensors, prefix + "."), f"{last} ({prefix})")
-        load_optimizer_state(opt, tensors, meta["optim.param_groups"])
-        rng.bit_generator.state = json.loads(meta["rng.numpy"])
-        torch.set_rng_state(tensors["rng.torch"])
-        step = int(meta["step"])
-        if log:
-            log(f"resumed from {last} at step {step}")
+    step = _resume(last, cfg, modules, opt, rng, log) if resume and last.exists() else 0
     sources = list(image_arrays) if image_arrays is not None else _resolve_images(images)
     pool = ImagePool(sources, cfg.source_short_edge)
     sampler = PairSampler(pool, cfg)
@@ -324,34 +383,14 @@ def train_er(
     while step < stop:
         stage = "joint" if oracle is None else ("oracle" if step < cfg.oracle_steps else "encoder")
         lr = lr_at(step, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        batch = sampler.draw(rng, with_reference=stage != "oracle", device=dev)
-        loss, image = er_loss(encoder, renderer, batch, oracle, stage)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        value = _train_step(encoder, renderer, oracle, opt, params, sampler, rng, dev, cfg, stage, lr)
         step += 1
-        value = float(image.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {step}")
         losses.append(value)
         window.append(value)
         if step % cfg.log_every == 0 or step == stop:
-            elapsed = time.perf_counter() - t0
-            rec = {
-                "step": step,
-                "stage": stage,
-                "loss": float(np.mean(window)),
-                "lr": lr,
-                "elapsed_s": round(elapsed, 1),
-            }
-            with log_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            if log:
-                log(f"step {step}/{stop} [{stage}] loss {rec['loss']:.5f} lr {lr:.2e} {elapsed:.0f}s")
+            _log_window(log_path, step, stop, stage, window, lr, time.perf_counter() - t0, log)
             window = []
         if step % cfg.checkpoint_every == 0 or step == stop:
             save_train_checkpoint(last, modules, opt, cfg, step, rng, seed, {"images": len(pool)})
