@@ -410,56 +410,39 @@ DAPO_COLUMNS = (
 )  # fmt: skip
 
 
-def run_stage(
-    stage: str,
+def _init_module(
     cfg: TrainConfig,
-    data_dirs: Sequence[str | Path],
-    out_dir: str | Path,
-    max_steps: int | None = None,
-    resume: bool = True,
-    seed: int = 0,
-    init_from: str | Path | None = None,
-    *,
-    rank: int = 0,
-    world: int = 1,
-    device: str | torch.device = "cpu",
-    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-    report: Callable[[dict[str, Any]], None] | None = None,
-    log: Callable[[str], None] | None = print,
-) -> dict[str, Any]:
-    """Train one stage in this process (one rank). Rank 0 writes checkpoints and logs."""
-    st = get_stage(stage)
-    spec = getattr(cfg, stage)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    is_main = rank == 0
-    say = log if (log and is_main) else (lambda _msg: None)
-
+    st: Stage,
+    spec: OptimSpec,
+    seed: int,
+    init_from: str | Path | None,
+    say: Callable[[str], None],
+) -> VeraRetouch:
+    """The model of a stage: random or pre-trained per config, then the previous stage's weights."""
     # the token ids of the init checkpoint must be the ones its embeddings were trained with
     init_tok = resolve_model_dir(init_from) / "tokenizer" if init_from else None
     module = build_model(cfg.model, cfg.renderer, seed, _tokenizer_dir=init_tok)
     if init_from:
         counts = load_init(module, init_from, st.reset_prefixes(spec))
-        say(f"[{stage}] init from {init_from}: {counts}")
-    params = module.set_trainable(st.roles(spec))
-    module.to(dev)
-    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=tuple(spec.betas))
-    step = 0
-    last = out / LAST
-    if resume and last.exists():
-        step = load_train_state(last, module, opt, cfg, stage)
-        say(f"[{stage}] resumed from {last} at step {step}")
-    torch.manual_seed(seed * 1_000_003 + rank * 7919 + step)
-    stop = int(max_steps if max_steps is not None else spec.max_steps)
-    start_step = step
-    model = wrap(module) if wrap is not None else module
+        say(f"init from {init_from}: {counts}")
+    return module
 
+
+def _batches(
+    st: Stage,
+    spec: OptimSpec,
+    cfg: TrainConfig,
+    data_dirs: Sequence[str | Path],
+    token_spec: TokenSpec,
+    seed: int,
+    step: int,
+    rank: int,
+    world: int,
+    dev: torch.device,
+) -> tuple[list[str], Callable[[str | None], dict[str, Any]]]:
+    """The stage's tasks and its batch source: one stream per task (single-task steps) or one mixed."""
     shards = discover_shards(data_dirs)
     tasks = st.tasks(spec, list(shards))
-    token_spec = TokenSpec.from_model(module)
     data_seed = seed + 104_729 * step
     if st.per_task_batches:
         loaders = {
@@ -479,6 +462,60 @@ def run_stage(
         if key is None:
             key = tasks[int(task_rng.integers(len(tasks)))]
         return to_device(next(loaders[key]), dev)
+
+    return tasks, next_batch
+
+
+def run_stage(
+    stage: str,
+    cfg: TrainConfig,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    max_steps: int | None = None,
+    resume: bool = True,
+    seed: int = 0,
+    init_from: str | Path | None = None,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    device: str | torch.device = "cpu",
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train one stage in this process (one rank). Rank 0 writes checkpoints and logs.
+
+    Kept whole on purpose (~100 lines, a third of them the signature): it is the order of a
+    training run (model, optimizer, resume, seeds, data, step loop, checkpoints) read top to
+    bottom; model set-up and the batch source are helpers of their own.
+    """
+    st = get_stage(stage)
+    spec = getattr(cfg, stage)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    is_main = rank == 0
+    say = log if (log and is_main) else (lambda _msg: None)
+
+    module = _init_module(cfg, st, spec, seed, init_from, lambda msg: say(f"[{stage}] {msg}"))
+    params = module.set_trainable(st.roles(spec))
+    module.to(dev)
+    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=tuple(spec.betas))
+    step = 0
+    last = out / LAST
+    if resume and last.exists():
+        step = load_train_state(last, module, opt, cfg, stage)
+        say(f"[{stage}] resumed from {last} at step {step}")
+    torch.manual_seed(seed * 1_000_003 + rank * 7919 + step)
+    stop = int(max_steps if max_steps is not None else spec.max_steps)
+    start_step = step
+    model = wrap(module) if wrap is not None else module
+
+    tasks, next_batch = _batches(
+        st, spec, cfg, data_dirs, TokenSpec.from_model(module), seed, step, rank, world, dev
+    )
 
     use_amp = cfg.precision == "bf16" and dev.type == "cuda"
 
