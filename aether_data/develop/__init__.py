@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .engine_np import render
 from .lut import (
     apply_lut,
     apply_lut8,
@@ -26,6 +25,7 @@ from .lut import (
     render_lut8,
     write_cube,
 )
+from .render_np import render
 
 if TYPE_CHECKING:
     from .engine_torch import render_torch

@@ -24,7 +24,7 @@ import numpy as np
 from aether_data.io.atomic import atomic_write_text
 from aether_data.io.imaging import quantise_u8
 
-from .engine_np import render
+from .render_np import render
 
 DEFAULT_LUT_SIZE = 33
 

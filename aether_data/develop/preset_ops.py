@@ -41,8 +41,9 @@ from .color import (
     srgb_to_linear,
     to_opponent,
 )
-from .engine_np import TONE_KEYS, colour_stage, linear_stage, normalised_params, tone_curve
+from .engine_np import TONE_KEYS, colour_stage, linear_stage, tone_curve
 from .lut import apply_lut, apply_lut8, identity_lut, to_u8
+from .render_np import normalised_params
 
 DEFAULT_PRESET_LUT_SIZE = 33
 
