@@ -2,7 +2,7 @@
 
 Why: refactors (module moves, renamed helpers) must not change what a build writes. The sha256 of
 every shard, index, plan.parquet and manifest.json of three small builds are recorded in
-`tests/data/golden.json`; any change to record content, image encoding, plan layout or manifest
+`tests/data/golden.json` (plan.parquet by its rows, the checkout's path made relative); any change to record content, image encoding, plan layout or manifest
 shows up here. When a change is *meant* to alter the bytes (a new record field, new prompts),
 regenerate with `python tests/test_golden.py --write` and say why in the commit.
 """
@@ -31,7 +31,26 @@ def build_hashes(root: Path, workflow: str, run) -> dict[str, str]:
         for p in out.rglob("*")
         if p.is_file() and p.name not in ("run.json",) and "logs" not in p.relative_to(out).parts
     )
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {p.relative_to(out).as_posix(): _digest(p) for p in files}
+
+
+def _digest(path: Path) -> str:
+    """sha256 of the file; plan.parquet's rows instead, with the checkout's own path made relative.
+
+    The plan records where each source lives, and the bundled photos live in the checkout: the same
+    build in another clone (CI's) differs there and only there.
+    """
+    if path.name != "plan.parquet":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    import pyarrow.parquet as pq
+
+    from aether_data.resources import package_root
+
+    root = str(package_root().resolve())
+    rows = pq.read_table(path).to_pylist()
+    for row in rows:
+        row["source_uri"] = row["source_uri"].replace(root, "aether:/")
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS)
