@@ -235,4 +235,5 @@ def test_shipped_checkpoint_beats_identity() -> None:
     img = _photos(1, 80)[0]
     out = reference_retouch(img, img, np.clip(img * 1.5, 0, 1), masks=(0, 0, 0), models=(enc, ren, cfg))
     assert out.shape == img.shape and out.dtype == np.float32
-    assert _psnr(torch.from_numpy(out), torch.from_numpy(img)) >= 35.0
+    # measured 41.94 dB on the shipped weights; bar 1 dB below
+    assert _psnr(torch.from_numpy(out), torch.from_numpy(img)) >= 40.9
