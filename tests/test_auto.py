@@ -36,9 +36,16 @@ from tests.conftest import run_cli
 from tests.test_expert_db import EDITS, make_paired_folder, tiny_er_checkpoint
 
 ROW = PlanRow(0, "auto_000000000", "auto", "auto-000000", 1, 0, "x.jpg")
-needs_shipped_er = pytest.mark.skipif(
-    not DEFAULT_CHECKPOINT.is_file(), reason=f"needs the shipped encoder/renderer ({DEFAULT_CHECKPOINT})"
-)
+
+
+@pytest.fixture
+def shipped_er() -> Path:
+    """The shipped encoder/renderer is part of the repository: missing is a failure, never a skip."""
+    assert DEFAULT_CHECKPOINT.is_file(), f"the shipped encoder/renderer is missing: {DEFAULT_CHECKPOINT}"
+    return DEFAULT_CHECKPOINT
+
+
+needs_shipped_er = pytest.mark.usefixtures("shipped_er")
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -245,15 +252,20 @@ def test_acceptance_inverse_degradation_with_the_shipped_encoder_renderer(tmp_pa
         print(
             f"k={wf.spec.auto.knn_k}: ER samples {len(moved)}/12, histogram moved toward the reference input {np.mean(moved):.2f}"
         )
-        assert len(moved) >= 6 and np.mean(moved) >= 0.8
+        # The gate (`require_toward_reference`) keeps only inverse edits that moved toward the
+        # reference input, so every kept one must have moved (the gate's contract); the quality
+        # measure is how many of the 12 the gate keeps. Measured: 10/12 for k = 1 and for k = 2.
+        assert all(moved), moved
+        assert len(moved) >= 9, len(moved)
         n_er += len(moved)
     print(
         f"gradient corr min {min(corr):.3f}, mean dE {np.mean(de):.2f}, fitted {len(fit_gain)}/{n_er}, "
         f"PSNR gain > 0 in {np.mean(np.array(fit_gain) > 0):.2f}, mean {np.mean(fit_gain):.2f} dB"
     )
-    assert min(corr) >= 0.9
-    assert np.mean(de) >= 3.0
-    assert len(fit_gain) >= 0.9 * n_er and np.mean(np.array(fit_gain) > 0) >= 0.9
+    # Measured: gradient corr min 0.940, mean ΔE 7.02, fitted 20/20, every fit gains, mean 18.22 dB.
+    assert min(corr) >= 0.92
+    assert np.mean(de) >= 6.0
+    assert len(fit_gain) == n_er and min(fit_gain) > 0 and np.mean(fit_gain) >= 17.2, fit_gain
     # Without the gate (`require_toward_reference`), the raw encoder/renderer inverse edits: most
     # must already move toward the reference input; the gate reroutes the rest to random operators.
     auto = {
@@ -271,7 +283,9 @@ def test_acceptance_inverse_degradation_with_the_shipped_encoder_renderer(tmp_pa
             d0 = feature_distance(histogram_features(img), ref_in, "hellinger")
             raw.append(feature_distance(histogram_features(pair.input), ref_in, "hellinger") < d0)
     print(f"ungated: ER samples {len(raw)}/12, moved toward the reference input {np.mean(raw):.2f}")
-    assert len(raw) >= 9 and np.mean(raw) >= 0.5
+    # Measured: 12/12 ER samples, 8 of them (0.67) moved toward the reference input. The bar is one
+    # sample below that (7/12); a coin's share (6/12) fails.
+    assert len(raw) == 12 and sum(raw) >= 7, raw
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,11 +325,17 @@ def test_default_auto_build_uses_the_bundled_db_and_passes_audit(ray_session, tm
     bundled = set(ExpertDB().ids)
     for r in fitted:
         assert r["expert_ref"]["id"] in bundled and r["expert_ref"]["rank"] < r["expert_ref"]["k"]
+    gains = {}
     for r in recs:
         if r["params"] and any(abs(v) > 1e-4 for v in r["params"].values()):
             inp, tgt = _images(out, r["key"])
             sliders = {n: P.denormalise(n, v) for n, v in r["params"].items()}
-            assert _psnr(render(inp, sliders), tgt) > _psnr(inp, tgt) - 0.5, r["key"]
+            gains[r["key"]] = _psnr(render(inp, sliders), tgt) - _psnr(inp, tgt)
+    # Measured (seed 0, 16 samples, 128 px): every one of the 16 records' params re-renders its input
+    # closer to its target, by 1.07 … 23.09 dB, mean 11.12 dB (fitted 11: mean 13.00, min 2.35;
+    # known-operator 5: mean 6.99, min 1.07). Bars: each record > 0 dB, the mean 1 dB below.
+    assert len(gains) == 16 and min(gains.values()) > 0.0, gains
+    assert np.mean(list(gains.values())) >= 10.1, gains
 
 
 def test_all_workflows_build_with_per_workflow_counts(ray_session, tmp_path: Path) -> None:

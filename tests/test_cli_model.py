@@ -43,7 +43,19 @@ def test_train_retouch_eval_through_the_cli(ray_session, tmp_path: Path) -> None
     code, text = run_cli("eval", "--data", str(data), "--model", str(model), "--json")
     assert code == 0, text
     result = json.loads(text)
-    assert result["tasks"]["param"]["n"] == 16 and 0 < result["tasks"]["param"]["psnr"] < 60
+    from model_core.inference import evaluate
+    from model_core.train.common import load_config
+    from model_core.vlm import build_model
+
+    # the CLI reports exactly what evaluate() measures on that model and data, and 3 align steps
+    # beat the untrained model they start from. Measured: 8.44 dB untrained → 9.14 dB (+0.70);
+    # the bar is half that gain (1 dB below would be below the baseline itself).
+    assert result["tasks"] == evaluate(str(model), [data])["tasks"]
+    cfg = load_config("tiny")
+    base = evaluate(build_model(cfg.model, cfg.renderer, seed=0), [data])["tasks"]["param"]
+    got = result["tasks"]["param"]
+    assert got["n"] == base["n"] == 16
+    assert got["psnr"] >= base["psnr"] + 0.35, (got["psnr"], base["psnr"])
 
 
 def test_cli_errors_are_clear(tmp_path: Path) -> None:

@@ -216,18 +216,24 @@ def test_safetensors_save_load(tmp_path) -> None:
     assert path.read_bytes()[:8] != b"\x80\x02\x8a\x0a"  # not a pickle
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="shipped checkpoint not built yet")
 def test_shipped_checkpoint_beats_identity() -> None:
+    assert DEFAULT_CHECKPOINT.is_file(), f"the shipped checkpoint is missing: {DEFAULT_CHECKPOINT}"
     from model_core.eval_er import evaluate_er
     from model_core.retouch import reference_retouch
 
     enc, ren, cfg = load_er_checkpoint()
     assert DEFAULT_CHECKPOINT.stat().st_size <= 60 * 1024 * 1024
     res = evaluate_er(enc, ren, images=None, n_params=1, seed=99, eval_size=96)
-    assert res["mean_psnr"] >= res["identity_psnr"] + 4.0
-    assert min(res["interventions"].values()) >= 22.0
+    # Measured on the shipped er-cpu.safetensors (deterministic: seed 99, eval mode, CPU): mean 36.20 dB,
+    # identity 25.98 dB (+10.22 dB), interventions min 34.45 dB (L+GC). Bars sit 1 dB below, so a
+    # checkpoint that lost ~1 dB fails here (noise on the weights costing 2 dB certainly does).
+    assert res["identity_psnr"] == pytest.approx(25.98, abs=0.01)  # the eval set itself is unchanged
+    assert res["mean_psnr"] >= 35.2, res["mean_psnr"]
+    assert res["mean_psnr"] >= res["identity_psnr"] + 9.2, res["mean_psnr"] - res["identity_psnr"]
+    assert min(res["interventions"].values()) >= 33.4, res["interventions"]
     # all latents masked = "no edit": the renderer must return the input
     img = _photos(1, 80)[0]
     out = reference_retouch(img, img, np.clip(img * 1.5, 0, 1), masks=(0, 0, 0), models=(enc, ren, cfg))
     assert out.shape == img.shape and out.dtype == np.float32
-    assert _psnr(torch.from_numpy(out), torch.from_numpy(img)) >= 35.0
+    # measured 41.94 dB on the shipped weights; bar 1 dB below
+    assert _psnr(torch.from_numpy(out), torch.from_numpy(img)) >= 40.9

@@ -216,14 +216,43 @@ def test_worker_killed_mid_shard_is_retried(tmp_path: Path) -> None:
     _audit_ok(out)
 
 
+def test_worker_killed_mid_tar_leaves_no_temp_and_resumes(tmp_path: Path) -> None:
+    """The worker dies after its TarWriter opened the temp tar and wrote one sample into it."""
+    out = tmp_path / "out"
+    env = {**os.environ, "AETHER_FAULTS": "exit-mid-tar:param-000002"}
+    res = subprocess.run(_build_args(out, workers=2), env=env, capture_output=True, text=True, timeout=300)
+    marker = out / ".faults" / "param-000002.mid-tar"
+    assert marker.exists(), f"the fault never fired\n{res.stderr[-2000:]}"
+    tmp_name, written = marker.read_text().split()
+    # it fired mid-tar: a temp tar of the shard, holding one whole sample (headers + 3 members)
+    assert tmp_name.startswith(".tmp-param-000002.tar.") and int(written) > 3 * 512, (tmp_name, written)
+    assert res.returncode == 0, res.stderr  # the dead worker's shard was retried within the build
+    assert sorted(_keys(out)) == [f"param_{i:09d}" for i in range(24)]
+    assert not [p.name for p in out.rglob(".tmp-*")], "temp file left behind"
+    _audit_ok(out)
+    # resume (re-run the same command): everything is reused, nothing changes, still no temp
+    before = {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")}
+    res = subprocess.run(_build_args(out, workers=2), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "4 reused" in res.stderr.replace("\n", " "), res.stderr
+    assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == before
+    assert sorted(_keys(out)) == [f"param_{i:09d}" for i in range(24)]
+    assert not [p.name for p in out.rglob(".tmp-*")]
+    _audit_ok(out)
+
+
 @pytest.fixture
 def tiny_fs(tmp_path: Path):
-    """A real 1.5 MiB tmpfs (root only): disk-full and read-only faults without mocks."""
+    """A real 1.5 MiB tmpfs: disk-full and read-only faults without mocks. Mounting needs root;
+    as non-root the tests are skipped with that reason (CI prints it: `pytest -rs`); as root a
+    failed mount is a failure, never a skip."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs (disk-full / read-only faults): run the suite as root")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mnt)], capture_output=True)
     if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+        pytest.fail(f"root cannot mount a tmpfs here: {res.stderr.decode().strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 

@@ -50,7 +50,21 @@ def test_clip_higher_bounds_ratio_asymmetrically() -> None:
     r = ratio.detach()
     assert torch.all(g[(r > 1 + eps_high) & (r < 3.0)] == -1.0)  # only the negative branch pushes there
     assert torch.all(g[r < 1 - eps_low] == 1.0)  # only the positive branch pushes there
-    assert (1 + eps_high) - 1 != 1 - (1 - eps_low)  # the bounds really differ
+    assert (DAPOSpec().eps_low, DAPOSpec().eps_high) == (eps_low, eps_high)  # the trainer's defaults
+    # the bounds really differ in the objective, not only in the arguments: a symmetric clip at
+    # eps_low would cap the positive gain at 1.2, clip-higher lets it reach 1.28 (hand-worked)
+    sym = clipped_objective(ratio.detach(), torch.ones(301), eps_low, eps_low)
+    assert torch.isclose(sym.max(), torch.tensor(1.0 + eps_low))
+    at = torch.tensor([0.5, 1.0, 1.25, 1.5])  # ratio 1.25 is inside [1 - 0.2, 1 + 0.28], clipped at 1.2
+    assert torch.allclose(
+        clipped_objective(at, torch.ones(4), eps_low, eps_high), torch.tensor([0.5, 1.0, 1.25, 1.28])
+    )
+    assert torch.allclose(
+        clipped_objective(at, torch.ones(4), eps_low, eps_low), torch.tensor([0.5, 1.0, 1.2, 1.2])
+    )
+    assert torch.allclose(
+        clipped_objective(at, -torch.ones(4), eps_low, eps_high), torch.tensor([-0.8, -1.0, -1.25, -1.5])
+    )
 
 
 def test_token_level_loss_weights_every_token_equally() -> None:

@@ -14,13 +14,17 @@ class FaultPlan:
     """Deliberate faults for reliability tests, from `AETHER_FAULTS` (comma-separated).
 
     `raise:KEY` raises inside that sample; `exit:SHARD` kills the worker process the first time
-    it starts that shard (a marker in OUT/.faults makes it once per output directory). Unset in
-    production; documented so that anyone can rerun the fault-injection tests against a build.
+    it starts that shard, before its tar is opened; `exit-mid-tar:SHARD` kills it the first time
+    it has written one sample into that shard's temp tar (the marker OUT/.faults/SHARD.mid-tar
+    records the temp file's name and the bytes written by then). A marker in OUT/.faults makes
+    each once per output directory. Unset in production; documented so that anyone can rerun the
+    fault-injection tests against a build.
     """
 
     def __init__(self, spec_text: str | None, out_dir: Path) -> None:
         self.raise_keys: set[str] = set()
         self.exit_shards: set[str] = set()
+        self.exit_mid_tar_shards: set[str] = set()
         self.marker_dir = out_dir / ".faults"
         for item in filter(None, (spec_text or "").split(",")):
             kind, _, target = item.strip().partition(":")
@@ -28,6 +32,10 @@ class FaultPlan:
                 self.raise_keys.add(target)
             elif kind == "exit":
                 self.exit_shards.add(target)
+            elif kind == "exit-mid-tar":
+                self.exit_mid_tar_shards.add(target)
+            else:
+                raise ValueError(f"unknown AETHER_FAULTS kind {kind!r} in {item!r}")
 
     def before_sample(self, key: str) -> None:
         if key in self.raise_keys:
@@ -41,3 +49,13 @@ class FaultPlan:
             return
         atomic_write_bytes(marker, b"")
         os._exit(17)  # a worker dying mid-shard, as an OOM kill would
+
+    def mid_tar(self, shard: str, tmp_path: Path | str, written: int) -> None:
+        """Called after each sample a shard's TarWriter has written (`written` bytes so far)."""
+        if shard not in self.exit_mid_tar_shards:
+            return
+        marker = self.marker_dir / f"{shard}.mid-tar"
+        if marker.exists():
+            return
+        atomic_write_bytes(marker, f"{Path(str(tmp_path)).name}\n{written}\n".encode())
+        os._exit(17)  # the worker dies with a half-written temp tar open

@@ -187,6 +187,8 @@ def run_build(
                 progress.update(res)
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
+    # every task is finished: a .tmp- left now is a dead worker's (killed mid-tar, then retried)
+    _clean_temp_files(out)
     summary = tally.finish(time.perf_counter() - start)
     if progress is not None:
         progress.stop()

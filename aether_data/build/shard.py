@@ -145,6 +145,7 @@ class ShardContext:
                     continue
                 clock.start()
                 info = writer.add(row.key, members)
+                self.faults.mid_tar(task.name, writer.tmp_path, writer.bytes_written)
                 rows.append({"key": row.key, "members": info, **fields})
                 clock.mark("write")
             clock.start()

@@ -216,6 +216,11 @@ class TarWriter:
     def samples(self) -> int:
         return self._samples
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the archive written so far (into the temp file until commit)."""
+        return self._pos
+
     def add(self, key: str, members: Mapping[str, bytes]) -> dict[str, MemberInfo]:
         """Append one sample: ``members`` maps extension (``"input.jpg"``, ``"json"``) to bytes.
 
