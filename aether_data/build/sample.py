@@ -1,0 +1,213 @@
+"""One sample from its plan row to encoded images: load the source, draft the pair, complete it.
+
+The first half of a sample's life (the second, record and write, is `record` and `shard`): decoded
+sources are cached per worker, images are encoded once and re-decoded exactly as a reader will see
+them, and a workflow's batch step (``complete``) runs once per shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from aether_data.annotate import Annotation
+from aether_data.build.clock import StageClock
+from aether_data.build.faults import FaultPlan
+from aether_data.config import PipelineSpec
+from aether_data.io.errors import SourceError
+from aether_data.io.imaging import (
+    as_float01,
+    decode_image_u8,
+    encode_jpeg,
+    encode_png,
+    load_image_bytes,
+    resize_short_edge,
+)
+from aether_data.io.sources import FetchSettings, bundled_license, read_source_bytes
+from aether_data.sampling import rng_for
+from aether_data.scoring import heuristic_score
+from aether_data.workflows import Pair, PlanRow, Workflow
+from aether_data.workflows.base import augment_box, image_stats
+
+__all__ = ["LoadedSource", "PendingSample", "SampleRenderer", "SourceCache"]
+
+
+@dataclass
+class LoadedSource:
+    pixels: np.ndarray
+    sha256: str
+    width: int
+    height: int
+    license: str | None
+
+
+class SourceCache:
+    """Decoded sources, a few at a time: neighbouring samples often share a photo.
+
+    Sources are read as bytes (local path, http(s) URL with retries, or object-store URI), hashed
+    from those bytes and decoded once, as 8-bit pixels at the smallest JPEG draft scale whose short
+    edge still covers `min_short` (crop and resize are cheaper in 8 bits). Failures are cached too,
+    so a dead URL costs one round of retries per shard, not one per sample.
+    """
+
+    def __init__(
+        self, min_short: int, max_pixels: int, capacity: int = 8, fetch: FetchSettings | None = None
+    ) -> None:
+        self.min_short = min_short
+        self.max_pixels = max_pixels
+        self.capacity = capacity
+        self.fetch = fetch
+        self._items: OrderedDict[str, LoadedSource | SourceError] = OrderedDict()
+
+    def _load(self, uri: str) -> LoadedSource:
+        data = read_source_bytes(uri, self.fetch)
+        pixels = load_image_bytes(
+            data, min_short=self.min_short, max_pixels=self.max_pixels, dtype=np.uint8, name=uri
+        )
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+        remote = "://" in uri
+        sha = hashlib.sha256(data).hexdigest()
+        return LoadedSource(pixels, sha, width, height, None if remote else bundled_license(uri))
+
+    def get(self, uri: str) -> LoadedSource:
+        if uri in self._items:
+            self._items.move_to_end(uri)
+            item = self._items[uri]
+        else:
+            try:
+                item = self._load(uri)
+            except SourceError as exc:
+                item = exc
+            self._items[uri] = item
+            if len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        if isinstance(item, SourceError):
+            raise SourceError(item.reason, item.path, item.detail)
+        return item
+
+
+@dataclass
+class PendingSample:
+    """A rendered sample waiting for its annotation (images are already encoded bytes).
+
+    The pair may still lack fields a shard-level step fills in (the auto workflow's batched
+    parameter fit); its annotation is submitted once the pair is complete.
+    """
+
+    row: PlanRow
+    source: LoadedSource
+    pair: Pair
+    size: tuple[int, int]
+    input_bytes: bytes
+    target_bytes: bytes
+    scores: dict[str, float]
+    image_stats: dict[str, float]
+    annotation: Future[Annotation] | None = None
+
+
+class SampleRenderer:
+    """Source → pair → encoded images → scores, for the samples of one shard at a time."""
+
+    def __init__(
+        self, spec: PipelineSpec, workflows: Mapping[str, Workflow], clock: StageClock, faults: FaultPlan
+    ) -> None:
+        self.spec = spec
+        self.workflows = workflows
+        self.clock = clock
+        self.faults = faults
+        # decode (JPEG draft) just large enough that the smallest crop still covers the output size
+        lo = spec.sources.crop_scale[0]
+        min_short = int(np.ceil(spec.image.size / np.sqrt(lo)))
+        self.sources = SourceCache(min_short, spec.sources.max_pixels, fetch=FetchSettings())
+
+    def encode(self, img: np.ndarray) -> bytes:
+        if self.spec.image.format == "png":
+            return encode_png(img)
+        return encode_jpeg(img, quality=self.spec.image.quality)
+
+    def render(self, row: PlanRow) -> PendingSample:
+        """Phase 1 of a sample: source → pair → encoded images → scores.
+
+        Raises SourceError for bad inputs. The workflow's ``draft`` runs here; :meth:`complete`
+        finishes the shard's drafts in one batch before the annotations are submitted.
+        """
+        spec, clock = self.spec, self.clock
+        clock.start()
+        self.faults.before_sample(row.key)
+        rng = rng_for(row.seed)
+        src = self.sources.get(row.source_uri)
+        # crop a view, resize in 8 bits, flip the small result: no full-resolution copy
+        y0, x0, ch, cw, flip = augment_box(src.pixels.shape, rng, spec)
+        img = resize_short_edge(src.pixels[y0 : y0 + ch, x0 : x0 + cw], spec.image.size)
+        if flip:
+            img = cv2.flip(img, 1)  # same pixels as img[:, ::-1], ~40× faster than copying that view
+        clock.mark("decode")
+        base = self.encode(img)
+        clock.mark("encode")
+        img_u8 = decode_image_u8(base)  # what a reader sees: render from it, not from the float
+        workflow = self.workflows[row.workflow]
+        image = img_u8 if workflow.takes_uint8 else as_float01(img_u8)
+        clock.mark("decode")
+        pair = workflow.draft(row, image, rng)
+        clock.mark("synthesis")
+        input_bytes = base if pair.input is image else self.encode(pair.input)
+        target_bytes = base if pair.target is image else self.encode(pair.target)
+        clock.mark("encode")
+        # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
+        pair_input = img_u8 if pair.input is image else pair.input
+        pair_target = img_u8 if pair.target is image else pair.target
+        scores = {
+            "aesthetic_input": heuristic_score(pair_input),
+            "aesthetic_target": heuristic_score(pair_target),
+        }
+        stats = image_stats(pair_input)
+        clock.mark("scoring")
+        return PendingSample(
+            row=row,
+            source=src,
+            pair=pair,
+            size=(int(img.shape[1]), int(img.shape[0])),
+            input_bytes=input_bytes,
+            target_bytes=target_bytes,
+            scores=scores,
+            image_stats=stats,
+        )
+
+    def complete(
+        self, pending: list[PendingSample], skip: Callable[[PlanRow, Exception], None]
+    ) -> list[PendingSample]:
+        """Run each workflow's shard-level step over its drafts (one batch per workflow).
+
+        If a batch fails, its samples are completed one by one, so one bad sample costs only
+        itself (skipped with its reason). Returns the samples that are complete.
+        """
+        self.clock.start()
+        done: list[PendingSample] = []
+        by_workflow: dict[str, list[PendingSample]] = {}
+        for p in pending:
+            by_workflow.setdefault(p.row.workflow, []).append(p)
+        for name, group in by_workflow.items():
+            complete = self.workflows[name].complete
+            try:
+                for p, pair in zip(group, complete([p.pair for p in group]), strict=True):
+                    p.pair = pair
+                    done.append(p)
+            except Exception:  # isolate the failing sample(s)
+                for p in group:
+                    try:
+                        p.pair = complete([p.pair])[0]
+                        done.append(p)
+                    except Exception as exc:
+                        skip(p.row, exc)
+        self.clock.mark("synthesis")
+        order = {id(p): i for i, p in enumerate(pending)}
+        return sorted(done, key=lambda p: order[id(p)])
