@@ -166,7 +166,7 @@ class BuildProgress:
 @app.command()
 def build(
     workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="param | style | auto | all")
+        str | None, typer.Option("--workflow", "-w", help="param | style | auto | region | all")
     ] = None,
     config: Annotated[
         Path | None,
