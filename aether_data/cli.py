@@ -339,6 +339,8 @@ def inspect(
         text = (rec.get("reasoning") or {}).get("elements") if rec.get("workflow") == "auto" else None
         text = text or (rec["instructions"][-1] if rec.get("instructions") else "")
         what = rec.get("protocol") or (rec.get("preset") or {}).get("name")
+        if rec.get("regions"):  # region samples: the edited regions
+            what = ", ".join(r["name"] for r in rec["regions"]["items"] if r["label"])
         table.add_row(key, str(what), str(rec.get("masks")), text[:160])
     out.print(table)
     if contact_sheet is not None:

@@ -156,3 +156,12 @@ def test_region_build_is_audited_rerenders_and_names_regions(region_build):
         assert any(name in rec["completion"] and name in rec["prompt"] for name in named), key
         assert parse_completion(rec["completion"], "region").regions
     assert min(psnrs) >= 40.0, psnrs
+
+
+def test_inspect_contact_sheet_shows_masks(region_build, tmp_path):
+    from aether_data.inspect import MASKS_FIELD, contact_sheet, first_samples
+
+    samples = first_samples(region_build, 2)
+    assert all(MASKS_FIELD in rec for _, rec, _, _ in samples)
+    sheet = Image.open(contact_sheet(samples, tmp_path / "sheet.png", cell=64))
+    assert sheet.width == 3 * 64 + 4 * 6  # input | target | masks
