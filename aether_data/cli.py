@@ -242,7 +242,7 @@ def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
 @app.command()
 def build(
     workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="param | style | auto | all")
+        str | None, typer.Option("--workflow", "-w", help="param | style | auto | region | all")
     ] = None,
     config: Annotated[
         Path | None,
@@ -377,6 +377,8 @@ def inspect(
         text = (rec.get("reasoning") or {}).get("elements") if rec.get("workflow") == "auto" else None
         text = text or (rec["instructions"][-1] if rec.get("instructions") else "")
         what = rec.get("protocol") or (rec.get("preset") or {}).get("name")
+        if rec.get("regions"):  # region samples: the edited regions
+            what = ", ".join(r["name"] for r in rec["regions"]["items"] if r["label"])
         table.add_row(key, str(what), str(rec.get("masks")), text[:160])
     out.print(table)
     if contact_sheet is not None:

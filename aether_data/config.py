@@ -75,6 +75,31 @@ class ParamSpec(_Strict):
         return v
 
 
+class RegionSpec(_Strict):
+    """Region workflow: per-region parameters over semantic masks (PerTouch-style; see workflows/region.py)."""
+
+    segmenter: str = Field(
+        "classical",
+        description="'classical' (weight-free: sky, skin, SLIC merged by colour) or a local folder "
+        "holding a OneFormer / Mask2Former checkpoint (never downloaded)",
+    )
+    device: str = Field("cpu", description="torch device of a transformers segmenter")
+    max_regions: int = Field(4, ge=1, le=8, description="regions edited per photo: 1..max_regions")
+    min_area: float = Field(0.03, ge=0.0, lt=1.0, description="smallest region (fraction of the image)")
+    protocols: list[str] | None = Field(None, description="per-region protocols (default: param.protocols)")
+    boundary_sigma: float = Field(5.0, ge=0.0, le=50.0, description="feathering Gaussian sigma, pixels")
+    boundary_shift: int = Field(20, ge=0, le=100, description="max boundary shift, pixels (perturbation)")
+    replace_p: float = Field(0.05, ge=0.0, le=1.0, description="semantic replacement probability")
+
+    @field_validator("protocols")
+    @classmethod
+    def _check_protocols(cls, v: list[str] | None) -> list[str] | None:
+        bad = [p for p in v or [] if p not in PROTOCOLS]
+        if bad or v == []:
+            raise ValueError(f"unknown protocols {bad}; choose from {list(PROTOCOLS)}")
+        return v
+
+
 class StyleSpec(_Strict):
     """Style workflow: match the photo to preset categories, apply one preset from them."""
 
@@ -227,7 +252,7 @@ class RuntimeSpec(_Strict):
 class PipelineSpec(_Strict):
     """A complete, resolved build spec."""
 
-    workflow: Literal["param", "style", "auto", "all"]
+    workflow: Literal["param", "style", "auto", "region", "all"]
     num_samples: int = Field(64, ge=1)
     seed: int = Field(0, ge=0, lt=2**63)
     samples_per_shard: int = Field(256, ge=1, le=100_000)
@@ -240,6 +265,7 @@ class PipelineSpec(_Strict):
     param: ParamSpec = Field(default_factory=ParamSpec)
     style: StyleSpec = Field(default_factory=StyleSpec)
     auto: AutoSpec = Field(default_factory=AutoSpec)
+    region: RegionSpec = Field(default_factory=RegionSpec)
     annotator: AnnotatorSpec = Field(default_factory=AnnotatorSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 

@@ -5,6 +5,7 @@ the workflows and their task tokens, the tagged completion format, and the user-
 
 A completion (the assistant turn) is, in this order::
 
+    Regions: <name>: <edit>; <name>: <edit>                    (region only, see REGIONS_PREFIX)
     Key elements: <one line>                                   (auto only)
     <problem_light_start>…<problem_light_end>                  (auto only)
     <problem_globalcolor_start>…<problem_globalcolor_end>      (auto only)
@@ -37,12 +38,13 @@ from functools import cache
 from aether_data import params as P
 from aether_data.resources import data_path
 
-WORKFLOWS: tuple[str, str, str] = ("param", "style", "auto")
+WORKFLOWS: tuple[str, ...] = ("param", "style", "auto", "region")
 
 TASK_TOKENS: dict[str, str] = {
     "auto": "<Auto_Retouch_Task>",
     "style": "<Style_Retouch_Task>",
     "param": "<Professional_Retouch_Task>",
+    "region": "<Region_Retouch_Task>",
 }
 
 RETOUCH_TOKENS: tuple[str, str, str] = ("<retouch_light>", "<retouch_color&temp>", "<retouch_colormixer>")
@@ -50,6 +52,10 @@ RETOUCH_TOKENS: tuple[str, str, str] = ("<retouch_light>", "<retouch_color&temp>
 RETOUCH_SEQUENCE = "".join(RETOUCH_TOKENS)
 
 ELEMENTS_PREFIX = "Key elements:"
+REGIONS_PREFIX = "Regions:"
+"""Region extension: a region completion starts with one line ``Regions: <name>: <edit>; …`` naming
+the edited regions, then the param/style layout (plan sections + retouch tokens). The three global
+workflows never carry it, so their completions are unchanged."""
 INACTIVE_TEXT = "No change needed."
 """The fixed text of every problem/plan section whose group is inactive."""
 
@@ -123,6 +129,7 @@ class Completion:
     elements: str | None
     problems: dict[str, str] | None
     plans: dict[str, str] = field(default_factory=dict)
+    regions: str | None = None
 
     def active_groups(self) -> list[str]:
         """Groups whose plan is not INACTIVE_TEXT."""
@@ -145,8 +152,10 @@ def build_completion(
     plans: Mapping[str, str | None],
     *,
     limits: FormatLimits = DEFAULT_LIMITS,
+    regions: str | None = None,
 ) -> str:
-    """Assemble a completion; elements+problems given ⇒ auto layout, both None ⇒ param/style layout.
+    """Assemble a completion; elements+problems given ⇒ auto layout, both None ⇒ param/style layout;
+    ``regions`` (one line) ⇒ the region layout (REGIONS_PREFIX line, then the param/style layout).
 
     A missing, None or blank section becomes INACTIVE_TEXT. The result is checked with
     parse_completion, so this never returns text the validator would refuse.
@@ -157,6 +166,10 @@ def build_completion(
     if unknown:
         raise ValueError(f"unknown groups {sorted(unknown)}; expected {P.GROUPS}")
     lines: list[str] = []
+    if regions is not None:
+        if elements is not None:
+            raise ValueError("a region completion has no key elements or problems")
+        lines.append(f"{REGIONS_PREFIX} {' '.join(regions.split())}")
     if elements is not None and problems is not None:
         lines.append(f"{ELEMENTS_PREFIX} {' '.join(elements.split())}")
         for g in P.GROUPS:
@@ -165,7 +178,7 @@ def build_completion(
             )
         workflow = "auto"
     else:
-        workflow = "param"  # param and style share the layout
+        workflow = "region" if regions is not None else "param"  # param and style share the layout
     for g in P.GROUPS:
         lines.append(f"{start_tag('plan_' + g)}{_section_text(plans.get(g))}{end_tag('plan_' + g)}")
     lines.append(RETOUCH_SEQUENCE)
@@ -232,6 +245,7 @@ def parse_completion(text: str, workflow: str, *, limits: FormatLimits = DEFAULT
     if _TAG_RE.search(prefix):
         raise CompletionFormatError("tag-in-text", "tag before the first section")
     elements: str | None = None
+    regions: str | None = None
     if workflow == "auto":
         if not prefix.startswith(ELEMENTS_PREFIX) or not prefix[len(ELEMENTS_PREFIX) :].strip():
             raise CompletionFormatError("missing:elements")
@@ -240,6 +254,14 @@ def parse_completion(text: str, workflow: str, *, limits: FormatLimits = DEFAULT
             raise CompletionFormatError("stray-text", "the key elements must fit on one line")
         if len(elements) > limits.max_elements_chars:
             raise CompletionFormatError("too-long", f"elements: {len(elements)} characters")
+    elif workflow == "region":
+        if not prefix.startswith(REGIONS_PREFIX) or not prefix[len(REGIONS_PREFIX) :].strip():
+            raise CompletionFormatError("missing:regions")
+        regions = prefix[len(REGIONS_PREFIX) :].strip()
+        if "\n" in regions:
+            raise CompletionFormatError("stray-text", "the regions line must fit on one line")
+        if len(regions) > limits.max_elements_chars:
+            raise CompletionFormatError("too-long", f"regions: {len(regions)} characters")
     elif prefix:
         raise CompletionFormatError("stray-text", "text before the first section")
 
@@ -254,7 +276,7 @@ def parse_completion(text: str, workflow: str, *, limits: FormatLimits = DEFAULT
 
     plans = {g: texts[f"plan_{g}"] for g in P.GROUPS}
     problems = {g: texts[f"problem_{g}"] for g in P.GROUPS} if workflow == "auto" else None
-    return Completion(workflow=workflow, elements=elements, problems=problems, plans=plans)
+    return Completion(workflow=workflow, elements=elements, problems=problems, plans=plans, regions=regions)
 
 
 def is_valid_completion(text: str, workflow: str, *, limits: FormatLimits = DEFAULT_LIMITS) -> bool:
@@ -272,6 +294,9 @@ def is_valid_completion(text: str, workflow: str, *, limits: FormatLimits = DEFA
 PROMPTS_DIR = data_path("prompts")
 PROMPT_VERSIONS: dict[str, str] = {"param": "param_v1", "style": "style_v1", "auto": "auto_v1"}
 """Current prompt template per workflow (files in prompts/; a new wording gets a new file)."""
+REGION_PROMPT_VERSION = "region_v1"
+"""The region workflow's prompt template: kept out of PROMPT_VERSIONS, which every manifest lists,
+so the manifests of the three global workflows stay byte-identical."""
 
 NONE_TEXT = "None"
 """How the param prompt writes a group without active parameters (the three groups always appear)."""
@@ -339,10 +364,11 @@ def build_prompt(
         return template.format(task_token=token, parameters=format_parameters(params or {}))
     if params is not None:
         raise ValueError(f"{workflow} prompt takes no params")
-    if workflow == "style":
+    if workflow in ("style", "region"):
         if instruction is None:
-            raise ValueError("style prompt: instruction= is required")
-        template = load_prompt_template(version or PROMPT_VERSIONS["style"])
+            raise ValueError(f"{workflow} prompt: instruction= is required")
+        default = REGION_PROMPT_VERSION if workflow == "region" else PROMPT_VERSIONS["style"]
+        template = load_prompt_template(version or default)
         return template.format(task_token=token, instruction=_clean_instruction(instruction))
     if instruction is not None:
         raise ValueError("auto prompt is fixed; it takes no instruction")

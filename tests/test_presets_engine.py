@@ -250,7 +250,7 @@ def test_unsupported_keys_are_reported_per_preset() -> None:
     report = import_pack(DATA / "xmp")
     by_name = {p.name: p.settings.unsupported_keys for p in report.presets}
     assert "Look" in by_name["Warm Film 01"]
-    assert "MaskGroupBasedCorrections" in by_name["Blockbuster Teal Orange"]
+    assert "MaskGroupBasedCorrections[0]: no mask" in by_name["Blockbuster Teal Orange"]  # no geometry
     assert {"CropTop", "CropBottom", "CropLeft", "CropRight", "HasCrop"} <= set(by_name["Airy Wedding"])
 
 

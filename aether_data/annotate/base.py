@@ -394,6 +394,13 @@ class VlmAnnotatorBase:
         template = self._template.annotate(request)  # invalid requests raise here, like the template
         self._stats.add("annotations")
         fut: Future[Annotation] = self._new_future()
+        if request.workflow not in VLM_PROMPT_PARTS:  # the region workflow: no VLM prompt yet
+            reason = "unsupported-workflow"
+            self._stats.fallback(reason)
+            fut.set_result(
+                self._fallback_annotation(template, template.annotator["prompt_version"], 0, reason)
+            )
+            return fut
         try:
             job = self._prepare(request, image, key or "", template, fut)
         except Exception as exc:  # never lose a sample: a prompt/image problem falls back at once

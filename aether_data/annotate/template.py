@@ -120,6 +120,8 @@ class AnnotationRequest:
     preset: dict[str, Any] | None = None
     image_stats: dict[str, Any] | None = None
     category_description: str | None = None
+    regions: list[dict[str, Any]] | None = None
+    """Region workflow: the edited regions (name, label, params, masks), see annotate/region.py."""
 
     def __post_init__(self) -> None:
         if self.workflow not in WORKFLOWS:
@@ -628,6 +630,10 @@ class TemplateAnnotator:
     def annotate(self, sample: AnnotationRequest) -> Annotation:
         """Instructions, prompt and tagged completion for one sample (same request → same text)."""
         wf = sample.workflow
+        if wf == "region":
+            from aether_data.annotate.region import annotate_region
+
+            return Annotation(**annotate_region(sample.regions or [], sample.seed, self.name))
         described = sample.described()
 
         def rng(stream: str) -> random.Random:

@@ -34,6 +34,41 @@ def preset_record(preset: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: preset[k] for k in PRESET_RECORD_FIELDS if k in preset}
 
 
+def region_record(extra: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``regions`` object: what a reader needs to re-render a region target from the
+    stored input and ``{key}.masks.png`` (params normalised like the record's ``params``)."""
+    return {
+        "masks": "masks.png",
+        "segmenter": extra["segmenter"],
+        "boundary": dict(extra["boundary"]),
+        "items": [
+            {
+                "label": r["label"],
+                "name": r["name"],
+                "class": r["class"],
+                "named_by": r["named_by"],
+                "area": r["area"],
+                "protocol": r["protocol"],
+                "params": P.normalised_dict(r["params"], decimals=6) if r["params"] else {},
+                "masks": r["masks"],
+            }
+            for r in extra["regions"]
+        ],
+    }
+
+
+def encode_labels(labels: Any) -> bytes:
+    """A label map (uint8 HxW, one label per pixel) as a deterministic 8-bit grey PNG."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(labels, dtype=np.uint8), "L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
 def display_uri(uri: str) -> str:
     """Bundled photos are recorded relative to the package so manifests do not leak local paths."""
     try:
@@ -90,8 +125,12 @@ class RecordMaker:
             "seed": row.seed,
             "generator": {"name": f"aether-{row.workflow}", "version": __version__},
         }
+        if row.workflow == "region":  # the region extension; global records keep their exact bytes
+            record["regions"] = region_record(pair.extra)
         self.check(record)
         members = {f"input.{ext}": p.input_bytes, f"target.{ext}": p.target_bytes, "json": json_bytes(record)}
+        if row.workflow == "region":
+            members["masks.png"] = encode_labels(pair.extra["labels"])
         fields = {
             "workflow": row.workflow,
             "task": record["task"],

@@ -215,13 +215,13 @@ def content_spec(spec: PipelineSpec) -> dict[str, Any]:
     is left out; otherwise `--workers 1` and `--workers 8` would give different manifests. It is
     recorded in `run.json` with the timings instead.
     """
-    return spec.model_dump(
-        mode="json",
-        exclude={
-            "runtime": True,
-            "annotator": {"concurrency", "timeout_s", "retry_backoff_s", "cache_dir", "num_gpus"},
-        },
-    )
+    exclude: dict[str, Any] = {
+        "runtime": True,
+        "annotator": {"concurrency", "timeout_s", "retry_backoff_s", "cache_dir", "num_gpus"},
+    }
+    if "region" not in spec.workflows():  # the three global workflows keep their manifest bytes
+        exclude["region"] = True
+    return spec.model_dump(mode="json", exclude=exclude)
 
 
 def write_run_log(out: storage.AnyPath, spec: PipelineSpec, summary: BuildSummary) -> None:

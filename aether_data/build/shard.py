@@ -88,6 +88,7 @@ class ShardContext:
             seed=p.row.seed,
             preset=p.pair.preset,
             image_stats=p.image_stats,
+            regions=p.pair.extra.get("regions"),
         )
         p.annotation = self.annotator.submit(request, p.input_bytes, key=p.row.key)
         self.clock.mark("annotation")

@@ -235,9 +235,12 @@ def _audit_sample(
     roles: dict[str, list[str]] = {r: [] for r in ROLES}
     for ext in members:
         try:
-            roles[role_of(ext)].append(ext)
+            role = role_of(ext)
         except ValueError:
             report(f"key {key}: unexpected member {key}.{ext}")
+            continue
+        if role != "extra":
+            roles[role].append(ext)
     for role, exts in roles.items():
         if len(exts) != 1:
             report(f"key {key}: expected one {role} member, found {len(exts)}")
@@ -274,6 +277,8 @@ def _compare_row(
         try:
             role = role_of(ext)
         except ValueError:
+            continue
+        if role == "extra":
             continue
         got = {"offset": info.data_offset, "size": info.size, "sha256": info.sha256}
         for fld, value in got.items():

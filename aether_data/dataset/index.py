@@ -100,9 +100,15 @@ SKIPPED_SCHEMA = pa.schema(
 )
 
 
+OPTIONAL_MEMBERS = ("masks.png",)
+"""Members some workflows add (the region workflow's label map): allowed, not indexed."""
+
+
 def role_of(ext: str) -> str:
     if ext == "json":
         return "json"
+    if ext in OPTIONAL_MEMBERS:
+        return "extra"
     for role in ("input", "target"):
         if ext.startswith(role + "."):
             return role
@@ -130,6 +136,8 @@ def index_row(
     row: dict[str, Any] = {"key": key}
     for ext, m in members.items():
         role = role_of(ext)
+        if role == "extra":
+            continue
         if f"{role}_offset" in row:
             raise ValueError(f"sample {key!r} has more than one {role} member")
         row[f"{role}_offset"], row[f"{role}_size"], row[f"{role}_sha256"] = _member_fields(m)

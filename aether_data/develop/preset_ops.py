@@ -7,7 +7,9 @@
    engine's white balance + exposure → the core tone sliders with the preset's parametric split
    points → point curves (master per channel, then Red/Green/Blue) → HSL mixer, vibrance,
    saturation (core engine) or, for black & white, the gray mixer → colour grading / split toning.
-2. **spatial part** (``local_ops.apply_local``): dehaze, clarity, texture, sharpening, post-crop
+2. **local corrections** (``corrections.apply_corrections``): graduated, radial and mask-group
+   corrections with their parametric masks, on the global result.
+3. **spatial part** (``local_ops.apply_local``): dehaze, clarity, texture, sharpening, post-crop
    vignette, grain. These depend on neighbourhoods or position, so they cannot live in a LUT.
 
 Clarity/texture/dehaze sit early in Lightroom's pipeline; running them after the pointwise part is
@@ -408,6 +410,7 @@ def render_preset(
     from .local_ops import apply_local, has_local
 
     s = coerce_settings(settings)
+    corrections = [c for c in s.corrections if c.renderable] if s.unsupported else []
     if method not in ("direct", "lut"):
         raise ValueError(f"unknown method {method!r}; use 'direct' or 'lut'")
     if method == "lut" and lut is None and has_pointwise(s):
@@ -417,7 +420,7 @@ def render_preset(
         if len(shape) != 3 or shape[-1] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {shape}")
         out8 = apply_lut8(image, lut, np.uint8)
-        if not has_local(s):
+        if not has_local(s) and not corrections:
             return out8 if np.dtype(dtype) == np.uint8 else as_float01(out8)
         out = as_float01(out8)
     else:
@@ -428,6 +431,10 @@ def render_preset(
             out = np.clip(arr, 0.0, 1.0)
         else:
             out = np.clip(apply_lut(arr, lut, interpolation), 0.0, 1.0)
+    if corrections:  # local corrections: after the global tone and colour, before the effects
+        from .corrections import apply_corrections
+
+        out = apply_corrections(out, corrections)
     out = apply_local(out, s, seed)
     return to_u8(out) if np.dtype(dtype) == np.uint8 else out
 

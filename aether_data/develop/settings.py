@@ -9,7 +9,10 @@ key means here:
 - **metadata** keys (``META_KEYS``: Name, Group, UUID, ...): kept and written back, never rendered.
 - **legacy** process-2010 keys (``LEGACY_MAP``): mapped onto their 2012 equivalents when the 2012 key
   is absent (recorded in ``issues``), otherwise reported.
-- everything else (crop, lens corrections, local masks, camera profiles, noise reduction, ...) is
+- local corrections (``GradientBasedCorrections``, ``CircularGradientBasedCorrections``,
+  ``MaskGroupBasedCorrections``) are kept verbatim with the unsupported keys and rendered from there
+  (``PresetSettings.corrections``, ``develop.corrections``); only their unrendered parts are reported.
+- everything else (crop, lens corrections, brushes, camera profiles, noise reduction, ...) is
   **unsupported**: kept verbatim (so a round trip loses nothing) and reported per preset.
 
 Value rule (documented in presets/README.md): a number outside its range is clamped to the range
@@ -314,8 +317,21 @@ class PresetSettings(Mapping[str, Any]):
 
     @property
     def unsupported_keys(self) -> list[str]:
-        """Sorted names of the keys this preset sets that the engine does not render."""
-        return sorted(self.unsupported)
+        """Sorted names of the keys this preset sets that the engine does not render. Local
+        correction containers are rendered (``corrections``): only what they hold that is not
+        rendered is listed, as ``Container[i]: reason`` lines."""
+        from .corrections import LOCAL_CONTAINERS, unrendered_report
+
+        plain = [k for k in self.unsupported if k not in LOCAL_CONTAINERS]
+        return sorted(plain) + unrendered_report(self.corrections)
+
+    @property
+    def corrections(self) -> list[Any]:
+        """The local corrections (``develop.corrections.LocalCorrection``) of the raw containers kept
+        in ``unsupported`` (gradient, radial and mask-group corrections), in container order."""
+        from .corrections import parse_corrections
+
+        return parse_corrections(self.unsupported)
 
     def core_params(self) -> dict[str, float]:
         """The 38 core sliders (slider scale, absent = 0): what the Param engine and model understand."""

@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
+from aether_data.develop.corrections import LOCAL_CONTAINERS
 from aether_data.develop.settings import KEYS, META_KEYS, PresetSettings, format_number
 from aether_data.io.atomic import atomic_write_text
 from aether_data.presets.errors import PresetFormatError
@@ -41,8 +42,21 @@ def _local(tag: str, ns: str) -> str | None:
     return tag[len(prefix) :] if tag.startswith(prefix) else None
 
 
+def _is_resource(el: ET.Element) -> bool:
+    """``rdf:parseType="Resource"``, crs child elements or crs attributes (``<crs:CorrectionRangeMask
+    crs:Type="2" …/>``): the element itself is a structure."""
+    return (
+        el.get(f"{{{NS_RDF}}}parseType") == "Resource"
+        or any(_local(c.tag, NS_CRS) for c in el)
+        or any(_local(k, NS_CRS) for k in el.attrib)
+    )
+
+
 def _element_value(el: ET.Element) -> Any:
-    """Value of a crs child element: text, Seq/Bag → list, Alt → x-default text, Description → dict."""
+    """Value of a crs child element: text, Seq/Bag → list, Alt → x-default text, Description → dict
+    (also a ``rdf:parseType="Resource"`` element, whose crs children are the fields)."""
+    if _is_resource(el):
+        return _description(el)
     for child in el:
         kind = _local(child.tag, NS_RDF)
         if kind in ("Seq", "Bag"):
@@ -59,6 +73,8 @@ def _element_value(el: ET.Element) -> Any:
 
 
 def _li_value(li: ET.Element) -> Any:
+    if _is_resource(li):
+        return _description(li)
     if len(li):
         desc = [c for c in li if _local(c.tag, NS_RDF) == "Description"]
         if desc:
@@ -150,12 +166,38 @@ def _seq(key: str, items: list[str], indent: str) -> str:
     return f"{indent}<crs:{key}>\n{indent} <rdf:Seq>\n{lis}{indent} </rdf:Seq>\n{indent}</crs:{key}>\n"
 
 
+def _structure(value: Any, indent: str) -> str:
+    """A nested value (dict → rdf:Description with scalar attributes and nested children, list →
+    rdf:Seq) as XMP text; the inverse of ``_element_value`` for the local-correction containers."""
+    if isinstance(value, dict):
+        attrs = [(k, v) for k, v in value.items() if not isinstance(v, (dict, list))]
+        kids = [(k, v) for k, v in value.items() if isinstance(v, (dict, list))]
+        attr_text = "".join(f"\n{indent}   crs:{k}={quoteattr(_scalar_text(k, v))}" for k, v in attrs)
+        if not kids:
+            return f"{indent}<rdf:Description{attr_text}/>\n"
+        body = "".join(_nested(k, v, indent + " ") for k, v in kids)
+        return f"{indent}<rdf:Description{attr_text}>\n{body}{indent}</rdf:Description>\n"
+    items = []
+    for item in value:
+        if isinstance(item, (dict, list)):
+            items.append(f"{indent} <rdf:li>\n{_structure(item, indent + '  ')}{indent} </rdf:li>\n")
+        else:
+            items.append(f"{indent} <rdf:li>{escape(_scalar_text('', item))}</rdf:li>\n")
+    return f"{indent}<rdf:Seq>\n{''.join(items)}{indent}</rdf:Seq>\n"
+
+
+def _nested(key: str, value: Any, indent: str) -> str:
+    return f"{indent}<crs:{key}>\n{_structure(value, indent + ' ')}{indent}</crs:{key}>\n"
+
+
 def to_xmp(
     settings: PresetSettings, name: str | None = None, group: str | None = None, uuid: str | None = None
 ) -> str:
     """Serialise settings (rendered keys, metadata and scalar unsupported keys) as a preset XMP.
 
-    Nested unsupported structures (crs:Look, masks) are not written back; they were reported.
+    Local corrections (gradient, radial, mask-group containers) are written back as nested
+    ``rdf:Seq`` / ``rdf:Description`` structures; other nested unsupported structures (crs:Look,
+    brushes) are not written back: they were reported.
     """
     meta = dict(settings.meta)
     if name is not None:
@@ -189,6 +231,8 @@ def to_xmp(
             attrs.append((key, _scalar_text(key, value)))
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             children.append(_seq(key, list(value), ind))
+        elif key in LOCAL_CONTAINERS and isinstance(value, list):
+            children.append(_nested(key, value, ind))
     attr_text = "".join(f"\n   crs:{k}={quoteattr(v)}" for k, v in attrs)
     return (
         '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000 1.000000, 0000/00/00-00:00:00        ">\n'

@@ -20,6 +20,10 @@ def make_workflow(name: str, spec: PipelineSpec) -> Workflow:
         from aether_data.workflows.auto import AutoWorkflow
 
         return AutoWorkflow(spec)
+    if name == "region":
+        from aether_data.workflows.region import RegionWorkflow
+
+        return RegionWorkflow(spec)
     raise ValueError(f"workflow {name!r} is not available in this version")
 
 
