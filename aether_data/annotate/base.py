@@ -35,7 +35,12 @@ from aether_data.annotate.format import (
     load_prompt_template,
     start_tag,
 )
-from aether_data.annotate.template import Annotation, AnnotationRequest, TemplateAnnotator
+from aether_data.annotate.template import (
+    DEFAULT_PARAM_TEXT_SHARE,
+    Annotation,
+    AnnotationRequest,
+    TemplateAnnotator,
+)
 from aether_data.annotate.validate import ParsedAnswer, parse_answer
 
 if TYPE_CHECKING:
@@ -159,8 +164,10 @@ class TemplateBackend:
     name = "template"
     model_id: str | None = None
 
-    def __init__(self) -> None:
-        self._template = TemplateAnnotator()
+    def __init__(self, param_text_share: float | None = None) -> None:
+        self._template = TemplateAnnotator(
+            DEFAULT_PARAM_TEXT_SHARE if param_text_share is None else param_text_share
+        )
         self._stats = AnnotatorStats()
 
     @property
@@ -380,7 +387,7 @@ class VlmAnnotatorBase:
         self.model_id = model_id
         self.n_variants = int(n_variants)
         self.cache = cache if cache is not None else AnnotationCache(spec.cache_dir)
-        self._template = TemplateAnnotator()
+        self._template = TemplateAnnotator(spec.param_text_share)
         self._stats = AnnotatorStats()
         self._closed = False
 
@@ -603,7 +610,7 @@ def make_annotator(spec: AnnotatorSpec | None = None, *, n_variants: int = DEFAU
 
     spec = spec or AnnotatorSpec()
     if spec.backend == "template":
-        return TemplateBackend()
+        return TemplateBackend(spec.param_text_share)
     if spec.backend == "openai":
         from aether_data.annotate.openai_backend import OpenAIAnnotator
 

@@ -33,6 +33,11 @@ from aether_data.annotate.format import (
     build_prompt,
     parse_completion,
 )
+from aether_data.annotate.official import param_instruction
+
+DEFAULT_PARAM_TEXT_SHARE = 0.2
+"""Share of param samples whose prompt instruction is a plain-text description instead of the
+official parameter dict (the official param prompt allows both); AnnotatorSpec.param_text_share."""
 
 MAGNITUDE_THRESHOLDS: tuple[float, float] = (0.1, 0.3)
 """|normalised| below the first is slight, below the second moderate, else strong."""
@@ -625,6 +630,11 @@ class TemplateAnnotator:
 
     name = "template"
 
+    def __init__(self, param_text_share: float = DEFAULT_PARAM_TEXT_SHARE) -> None:
+        if not 0.0 <= float(param_text_share) <= 1.0:
+            raise ValueError(f"param_text_share must be in [0, 1], got {param_text_share!r}")
+        self.param_text_share = float(param_text_share)
+
     def annotate(self, sample: AnnotationRequest) -> Annotation:
         """Instructions, prompt and tagged completion for one sample (same request → same text)."""
         wf = sample.workflow
@@ -639,12 +649,14 @@ class TemplateAnnotator:
 
         # instructions and prompt
         if wf == "param":
-            official = build_prompt(
-                "param", params={n: sample.params.get(n, 0.0) for g in described for n in described[g]}
-            )
-            official_text = official[len(TASK_TOKENS["param"]) :].strip()
-            instructions = [official_text, *_param_variants(described, rng("instructions"))]
-            prompt = official
+            # the official dict of all applied values (as the official code builds it from param.json);
+            # in a seeded share of samples a plain-text description is the prompt's instruction instead
+            variants = _param_variants(described, rng("instructions"))
+            as_text = bool(variants) and rng("param-form").random() < self.param_text_share
+            on = dict(zip(P.GROUPS, sample.masks, strict=True))  # the mask is authoritative
+            official = param_instruction({n: v for n, v in sample.params.items() if on[P.SPECS[n].group]})
+            instructions = [variants[0], official, *variants[1:]] if as_text else [official, *variants]
+            prompt = build_prompt("param", instruction=instructions[0])
         elif wf == "style":
             # the preset engine describes everything a preset does (curves, grading, effects),
             # not only its 38 core sliders: prefer its variants when it gives enough of them
@@ -656,7 +668,7 @@ class TemplateAnnotator:
             prompt = build_prompt("style", instruction=instructions[0])
         else:
             prompt = build_prompt("auto")
-            instructions = [prompt[len(TASK_TOKENS["auto"]) :].strip()]
+            instructions = [prompt[len(TASK_TOKENS["auto"]) :].strip()]  # the fixed official request
         instructions = list(dict.fromkeys(instructions))
 
         # plans (and problems/elements for auto)
