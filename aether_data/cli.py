@@ -104,6 +104,9 @@ def _mount_subcommands() -> None:
     from aether_data.render import render_command
 
     app.command(name="render")(render_command)
+    from aether_data.export_llava import export_command
+
+    app.command(name="export")(export_command)
 
 
 def _version(value: bool) -> None:
