@@ -584,7 +584,7 @@ class ShardContext:
             preset=p.pair.preset,
             image_stats=p.image_stats,
         )
-        p.annotation = self.annotator.submit(request, p.input_bytes, key=p.row.key)
+        p.annotation = self.annotator.submit(request, p.input_bytes, key=p.row.key, target=p.target_bytes)
         self.clock.mark("annotation")
 
     def finish_sample(self, p: PendingSample) -> tuple[dict[str, bytes], dict[str, Any]]:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aether_data import params as P
+from aether_data.annotate.content import describe_content
 from aether_data.annotate.format import (
     PROMPT_VERSIONS,
     TASK_TOKENS,
@@ -307,14 +308,12 @@ def _problem(
 
 def _elements(stats: Mapping[str, Any] | None, category: str | None) -> str:
     subject = category or (stats or {}).get("subject") or (stats or {}).get("scene")
-    parts = [_clean(subject)[:160] if subject else "the main subject and its surroundings"]
-    content = []
-    for key, word in (("skin", "people with visible skin"), ("sky", "sky"), ("foliage", "foliage")):
-        frac = _num(stats, key, f"{key}_fraction")
-        if frac is not None and frac >= 0.05:
-            content.append(word)
-    if content:
-        parts[0] += ", showing " + " and ".join(content)
+    measured = describe_content(stats)  # hues, sky/skin/foliage shares, zones, subject position
+    head = (
+        [_clean(subject)[:160]]
+        if subject
+        else ([] if measured else ["the main subject and its surroundings"])
+    )
     tone = []
     lum = _num(stats, "mean_luminance", "luminance", "brightness")
     if lum is not None:
@@ -338,11 +337,12 @@ def _elements(stats: Mapping[str, Any] | None, category: str | None) -> str:
     cast = _cast_text(stats)
     if cast:
         tone.append(cast)
-    if tone:
-        parts.append(", ".join(tone))
-    else:
-        parts.append("tones and colours judged from the whole frame")
-    return "; ".join(parts) + "."
+    tail = ", ".join(tone) if tone else "tones and colours judged from the whole frame"
+    while True:  # the measured phrases give way (last first) to the elements length limit
+        text = "; ".join([*head, *measured, tail]) + "."
+        if len(text) <= 380 or not measured:
+            return text
+        measured.pop()
 
 
 # --------------------------------------------------------------------------------------------------
