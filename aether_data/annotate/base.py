@@ -77,7 +77,7 @@ _GROUP_WORDS = {"light": "light", "globalcolor": "global colour", "specificcolor
 
 
 def vlm_prompt_version(workflow: str) -> str:
-    """E.g. "vlm_system_v1+vlm_plans_v1+vlm_variants_param_v1": every prompt file a request is built from."""
+    """E.g. "vlm_system_v2+vlm_plans_v2+vlm_variants_param_v1": every prompt file a request is built from."""
     return "+".join((SYSTEM_PROMPT_VERSION, *VLM_PROMPT_PARTS[workflow]))
 
 
