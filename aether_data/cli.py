@@ -101,6 +101,12 @@ def _mount_subcommands() -> None:
     app.add_typer(expert_db_app, name="expert-db", help="Expert pair DB for the auto workflow.")
     app.add_typer(stats_app, name="stats", help="Statistics files the samplers use.")
     app.add_typer(model_app, name="model")
+    from aether_data.render import render_command
+
+    app.command(name="render")(render_command)
+    from aether_data.export_llava import export_command
+
+    app.command(name="export")(export_command)
 
 
 def _version(value: bool) -> None:

@@ -213,6 +213,9 @@ class AnnotatorSpec(_Strict):
     cache_dir: str | None = Field(
         None, description="default: $AETHER_CACHE_DIR or ~/.cache/aether/annotations"
     )
+    param_text_share: float = Field(
+        0.2, ge=0, le=1, description="param samples whose prompt is a plain-text description, not the dict"
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from aether_data import params as P
+from aether_data.official import param_instruction
 from aether_data.resources import data_path
 
 WORKFLOWS: tuple[str, ...] = ("param", "style", "auto", "region")
@@ -292,8 +293,9 @@ def is_valid_completion(text: str, workflow: str, *, limits: FormatLimits = DEFA
 # user-turn prompts
 
 PROMPTS_DIR = data_path("prompts")
-PROMPT_VERSIONS: dict[str, str] = {"param": "param_v1", "style": "style_v1", "auto": "auto_v1"}
-"""Current prompt template per workflow (files in prompts/; a new wording gets a new file)."""
+PROMPT_VERSIONS: dict[str, str] = {"param": "param_v2", "style": "style_v2", "auto": "auto_v2"}
+"""Current prompt template per workflow (files in data/prompts/; a new wording gets a new file). The
+v2 files are the official VeraRetouch prompts byte for byte (see aether_data/official.py)."""
 REGION_PROMPT_VERSION = "region_v1"
 """The region workflow's prompt template: kept out of PROMPT_VERSIONS, which every manifest lists,
 so the manifests of the three global workflows stay byte-identical."""
@@ -347,21 +349,21 @@ def build_prompt(
     instruction: str | None = None,
     version: str | None = None,
 ) -> str:
-    """The user turn (text part) for a task: task token + request, from the versioned template.
+    """The user turn (text part) for a task: the official prompt, from the versioned template.
 
-    param: `params` (slider scale) fill the official parameter prompt; alternatively a free
-    `instruction` (a natural-language rendering) follows the task token. style: `instruction` is
-    required. auto: the fixed request, no arguments.
+    param: `params` (slider scale) become the official parameter dict (official.param_instruction);
+    alternatively `instruction` is a plain-text description (or an already printed dict). style:
+    `instruction` is required. auto: the fixed request, no arguments.
     """
     _check_workflow(workflow)
     token = TASK_TOKENS[workflow]
     if workflow == "param":
         if (params is None) == (instruction is None):
             raise ValueError("param prompt: give exactly one of params= or instruction=")
-        if instruction is not None:
-            return f"{token} {_clean_instruction(instruction)}"
         template = load_prompt_template(version or PROMPT_VERSIONS["param"])
-        return template.format(task_token=token, parameters=format_parameters(params or {}))
+        if instruction is None:
+            instruction = param_instruction(params or {})
+        return template.format(task_token=token, instruction=_clean_instruction(instruction))
     if params is not None:
         raise ValueError(f"{workflow} prompt takes no params")
     if workflow in ("style", "region"):

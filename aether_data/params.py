@@ -164,11 +164,44 @@ def active(params: Mapping[str, float]) -> dict[str, float]:
     return {n: float(v) for n, v in params.items() if abs(normalise(n, v)) >= MASK_EPS}
 
 
-def parse_param_json(obj: object) -> dict[str, float]:
-    """Parse the official VeraRetouch `param.json` object: `{"Exposure2012": {"value": 30}, ...}`.
+OFFICIAL_SCALE = 100.0
+"""The official param.json (and get_organized_dict) put every slider on ±100: value = normalised × 100,
+so Exposure2012 is 20 per EV on our ±5 EV slider (30 → +1.5 EV) and the others equal their slider."""
 
-    A bare number per key is accepted too. Values are on the slider scale and validated.
+
+def official_from_normalised(normalised: Mapping[str, float]) -> dict[str, float]:
+    """Normalised values (e.g. a record's `params`) → official ±100 values, for all 38 keys.
+
+    Rounded to 4 decimals so files stay readable; the prompt's parameter dict is computed from these
+    exact numbers, so the official get_organized_dict reads a file we write into the prompt's values.
     """
+    out: dict[str, float] = {}
+    for name in PARAM_NAMES:
+        v = float(normalised.get(name, 0.0))
+        if not math.isfinite(v):
+            raise ParamError(f"{name}: value {v!r} is not finite")
+        out[name] = round(v * OFFICIAL_SCALE, 4) + 0.0
+    return out
+
+
+def official_values(params: Mapping[str, float]) -> dict[str, float]:
+    """Slider-scale dict → official ±100 values for all 38 keys (via the record's 6-decimal normalisation)."""
+    return official_from_normalised(normalised_dict(params, decimals=6))
+
+
+PARAM_JSON_SCALES = ("official", "slider")
+
+
+def parse_param_json(obj: object, scale: str = "official") -> dict[str, float]:
+    """Parse a VeraRetouch `param.json` object: `{"Exposure2012": {"value": 30}, ...}` → slider scale.
+
+    scale "official" (the official format and data_samples/param.json): every value on ±100,
+    normalised = value / 100, so Exposure2012 30 → +1.5 EV. scale "slider": values already on our
+    slider scale (Exposure in EV), as aether wrote param.json before it followed the official scale.
+    A bare number per key is accepted too.
+    """
+    if scale not in PARAM_JSON_SCALES:
+        raise ValueError(f"unknown param.json scale {scale!r}; expected one of {PARAM_JSON_SCALES}")
     if not isinstance(obj, dict):
         raise ParamError("param.json must hold a JSON object mapping parameter names to {'value': number}")
     flat: dict[str, float] = {}
@@ -176,12 +209,18 @@ def parse_param_json(obj: object) -> dict[str, float]:
         value = entry.get("value") if isinstance(entry, dict) else entry
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamError(f"{name}: expected a number under 'value', got {value!r}")
-        flat[str(name)] = float(value)
+        v = float(value)
+        if scale == "official":
+            spec = _spec(str(name))
+            if math.isfinite(v) and abs(v) > OFFICIAL_SCALE + 1e-9:
+                raise ParamError(f"{name}: value {v} outside the official range [-100, 100]")
+            v = v / OFFICIAL_SCALE * spec.scale
+        flat[str(name)] = v
     return validate(flat)
 
 
-def read_param_json(path: str | Path) -> dict[str, float]:
-    """Read and validate a `param.json` file (slider scale)."""
+def read_param_json(path: str | Path, scale: str = "official") -> dict[str, float]:
+    """Read and validate a `param.json` file (official ±100 scale by default) → slider scale."""
     try:
         text = Path(path).read_text(encoding="utf-8")
         obj = json.loads(text)
@@ -189,21 +228,23 @@ def read_param_json(path: str | Path) -> dict[str, float]:
         raise ParamError(f"{path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ParamError(f"{path}: not valid JSON: {exc}") from None
-    return parse_param_json(obj)
+    return parse_param_json(obj, scale)
 
 
-def format_param_json(params: Mapping[str, float], include_zero: bool = False) -> dict[str, dict[str, float]]:
-    """Slider-scale dict → official `param.json` object (values rounded as Lightroom writes them)."""
-    clean = validate(params)
+def format_param_json(params: Mapping[str, float], include_zero: bool = True) -> dict[str, dict[str, float]]:
+    """Slider-scale dict → official `param.json` object: all 38 keys (like the official sample), ±100.
+
+    All keys by default, so the official get_organized_dict reads exactly the dict our param prompt
+    prints (a tiny value it would print as -0.0 is not dropped); integral values are written as ints.
+    """
     out: dict[str, dict[str, float]] = {}
-    for name in PARAM_NAMES:
-        v = clean.get(name, 0.0)
-        if not include_zero and abs(normalise(name, v)) < MASK_EPS:
+    for name, v in official_values(params).items():
+        if not include_zero and abs(v / OFFICIAL_SCALE) < MASK_EPS:
             continue
-        out[name] = {"value": round(v, 2) if name == "Exposure2012" else round(v, 0)}
+        out[name] = {"value": int(v) if float(v).is_integer() else v}
     return out
 
 
-def write_param_json(params: Mapping[str, float], path: str | Path) -> None:
-    """Write an official `param.json` (non-zero parameters only)."""
-    atomic_write_text(path, json.dumps(format_param_json(params), indent=2) + "\n")
+def write_param_json(params: Mapping[str, float], path: str | Path, include_zero: bool = True) -> None:
+    """Write an official `param.json` (±100 scale, all 38 keys unless include_zero is False)."""
+    atomic_write_text(path, json.dumps(format_param_json(params, include_zero=include_zero), indent=2) + "\n")

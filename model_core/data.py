@@ -384,7 +384,8 @@ class TokenSpec:
         return out
 
     def completion_ids(self, completion: str) -> list[int]:
-        return self.tokenizer(completion + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        # the official trainer (train_qwen.preprocess_qwen_2) labels the separator "<|im_end|>\n" too
+        return self.tokenizer(completion + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
 
 
 def encode_sample(

@@ -85,7 +85,7 @@ def resolve_request(
         text = " ".join(prompt.split())
         for wf, tok in TASK_TOKENS.items():
             if text.startswith(tok):
-                return wf, text
+                return wf, prompt.strip()  # a full prompt: keep its line breaks (official prompts have them)
         return "style", build_prompt("style", instruction=text)
     return "auto", build_prompt("auto")
 

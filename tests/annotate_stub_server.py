@@ -12,7 +12,8 @@ per request by a `MODE=<mode>` marker anywhere in the user text (tests put it in
     garbage            HTTP 200 with a body that is not JSON
     fewvariants        valid completion, but only one instruction variant
 
-Counters (thread-safe): `requests`, `per_mode`, `max_in_flight`, `auth_failures`, `images`.
+Counters (thread-safe): `requests`, `per_mode`, `max_in_flight`, `auth_failures`, `images`; per request:
+`image_counts` (image parts) and `user_texts`.
 
 Run standalone for a manual `aether build --annotator openai` check::
 
@@ -46,6 +47,16 @@ def _user_text(body: dict[str, Any]) -> str:
         else:
             parts.extend(p.get("text", "") for p in content if p.get("type") == "text")
     return "\n".join(parts)
+
+
+def _image_count(body: dict[str, Any]) -> int:
+    return sum(
+        1
+        for msg in body.get("messages", [])
+        if isinstance(msg.get("content"), list)
+        for p in msg["content"]
+        if p.get("type") == "image_url"
+    )
 
 
 def _has_image(body: dict[str, Any]) -> bool:
@@ -127,6 +138,8 @@ class StubServer:
         self.auth_failures = 0
         self.images = 0
         self.seen_bodies: list[str] = []
+        self.image_counts: list[int] = []
+        self.user_texts: list[str] = []
         self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -148,6 +161,8 @@ class StubServer:
             self.auth_failures = 0
             self.images = 0
             self.seen_bodies.clear()
+            self.image_counts.clear()
+            self.user_texts.clear()
 
     def start(self) -> StubServer:
         self._thread = threading.Thread(
@@ -179,6 +194,8 @@ class StubServer:
             attempt = self.per_prompt[user]
             self.images += int(_has_image(body))
             self.seen_bodies.append(json.dumps(body)[:2000])
+            self.image_counts.append(_image_count(body))
+            self.user_texts.append(user)
         if mode.endswith("-once"):
             mode = mode[: -len("-once")] if attempt == 1 else "ok"
         delay = self.latency

@@ -44,3 +44,15 @@ def param_build(ray_session, tmp_path_factory) -> Path:
     )  # fmt: skip
     assert code == 0, text
     return out
+
+
+@pytest.fixture(scope="session")
+def all_build(ray_session, tmp_path_factory) -> Path:
+    """A 64-sample `--workflow all` build (16 per shard, seed 11): official prompts, export."""
+    out = tmp_path_factory.mktemp("all") / "out"
+    code, text = run_cli(
+        "build", "--workflow", "all", "--num-samples", "64", "--samples-per-shard", "16",
+        "--out", str(out), "--seed", "11", "--workers", "2", "--quiet",
+    )  # fmt: skip
+    assert code == 0, text
+    return out

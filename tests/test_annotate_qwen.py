@@ -20,7 +20,7 @@ pytest.importorskip("qwen_vl_utils")
 from aether_data.annotate import AnnotationRequest, make_annotator, parse_completion  # noqa: E402
 from aether_data.annotate.qwen_backend import QwenVLAnnotator  # noqa: E402
 from aether_data.config import AnnotatorSpec  # noqa: E402
-from aether_data.contract import SPECIAL_TOKENS  # noqa: E402
+from aether_data.contract import SPECIAL_TOKENS, build_prompt  # noqa: E402
 
 CHAT_SPECIALS = [
     "<|endoftext|>",
@@ -263,7 +263,9 @@ def test_valid_generation_is_parsed_and_special_tags_survive_decoding(
         "Lift the exposure gently, please.",
         "Could you make it slightly brighter?",
     ]
-    assert res.instructions[0].startswith("Please retouch this image with the following parameters.")
+    assert res.prompt == build_prompt(
+        "param", instruction=res.instructions[0]
+    )  # the template's official prompt
     assert ann.stats()["fallbacks"] == 0 and ann.stats()["requests_sent"] == 3
 
 

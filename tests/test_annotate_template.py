@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 import numpy as np
@@ -119,8 +120,12 @@ def test_random_params_are_described_exactly(workflow: str) -> None:
         else:
             assert parsed.problems is None and parsed.elements is None
             assert ann.reasoning["problems"] == {g: None for g in P.GROUPS}
-        assert ann.prompt.startswith(TASK_TOKENS[workflow] + " ")
-        assert ann.prompt == f"{TASK_TOKENS[workflow]} {ann.instructions[0]}"
+        assert ann.prompt.startswith(TASK_TOKENS[workflow] + "\n")
+        if workflow == "auto":
+            assert ann.prompt == build_prompt("auto")
+        else:
+            assert ann.prompt == build_prompt(workflow, instruction=ann.instructions[0])
+            assert ann.prompt.endswith("\n Instruction: " + ann.instructions[0])
         assert len(set(ann.instructions)) == len(ann.instructions)
         if workflow in ("param", "style"):
             assert len(ann.instructions) >= 3 + (workflow == "param")
@@ -134,29 +139,35 @@ def test_random_params_are_described_exactly(workflow: str) -> None:
 
 
 def test_param_prompt_lists_exactly_the_active_values() -> None:
+    """Dict form: all 38 keys in the three official groups, each normalised value rounded to 3 decimals."""
     rng = np.random.default_rng(5)
     for i in range(50):
         req, normalised = random_request(rng, "param", seed=i)
-        prompt = TemplateAnnotator().annotate(req).prompt
-        listed = dict(re.findall(r"\b([A-Za-z0-9]+): (-?\d\.\d{3})\b", prompt))
-        active = {n: v for n, v in normalised.items() if abs(v) >= P.MASK_EPS}
-        assert set(listed) == set(active)
-        for n, v in active.items():
-            assert listed[n] == f"{round(v, 3) + 0.0:.3f}"
+        prompt = TemplateAnnotator(param_text_share=0.0).annotate(req).prompt
+        shown = ast.literal_eval(prompt.split("\n Instruction: ", 1)[1])
+        assert list(shown) == [P.GROUP_TITLES[g] for g in P.GROUPS]
         for g in P.GROUPS:
-            assert P.GROUP_TITLES[g] + ":" in prompt
+            group = shown[P.GROUP_TITLES[g]]
+            assert tuple(group) == P.GROUP_PARAMS[g]
+            for n, v in group.items():
+                # 3 decimals of the record's 6-decimal normalisation (ties can round either way)
+                assert v == pytest.approx(normalised.get(n, 0.0), abs=6e-4)
 
 
 def test_param_prompt_exact_text() -> None:
     prompt = build_prompt("param", params={"Exposure2012": 0.6, "Contrast2012": -25, "HueAdjustmentBlue": 0})
-    assert prompt == (
-        "<Professional_Retouch_Task> Please retouch this image with the following parameters. "
-        "Light Adjustment: Exposure2012: 0.120, Contrast2012: -0.250; "
-        "Color and Temperature Adjustment: None; Specific Color Adjustment: None."
+    head = (
+        "<Professional_Retouch_Task>\nNow, you are acting as a Retouch Agent. I will provide an image and an "
+        "professional instruction (plain text description or retouch operator parameters range from -1.0 to "
+        "1.0), please give me a retouch plan and retouch tokens.\n Instruction: "
     )
-    assert build_prompt("style", instruction="Make it  warmer.") == "<Style_Retouch_Task> Make it warmer."
-    assert build_prompt("auto").startswith("<Auto_Retouch_Task> ")
-    assert build_prompt("param", instruction="Brighten it.") == "<Professional_Retouch_Task> Brighten it."
+    assert prompt.startswith(head + "{'Light Adjustment': {'Exposure2012': 0.12, 'Contrast2012': -0.25, ")
+    assert "'Color and Temperature Adjustment': {'IncrementalTemperature': 0.0, " in prompt
+    assert prompt.endswith("'LuminanceAdjustmentMagenta': 0.0}}")
+    style = build_prompt("style", instruction="Make it  warmer.")
+    assert style.endswith("retouch tokens.\n Instruction: Make it warmer.")
+    assert build_prompt("auto").startswith("<Auto_Retouch_Task>\nNow, you are acting as a Retouch Agent.")
+    assert build_prompt("param", instruction="Brighten it.") == head + "Brighten it."
     with pytest.raises(ValueError):
         build_prompt("style")
     with pytest.raises(ValueError):
@@ -181,8 +192,8 @@ def test_natural_language_param_instructions() -> None:
         [1, 1, 1],
         seed=7,
     )
-    ann = TemplateAnnotator().annotate(req)
-    assert ann.instructions[0].startswith("Please retouch this image with the following parameters.")
+    ann = TemplateAnnotator(param_text_share=0.0).annotate(req)
+    assert ann.instructions[0].startswith("{'Light Adjustment': {'Exposure2012': 0.132, ")
     natural = ann.instructions[1:]
     assert len(natural) >= 3
     text = " ".join(natural).lower()
@@ -247,7 +258,7 @@ def test_auto_problems_follow_the_corrections() -> None:
     assert "warm" in r["problems"]["globalcolor"]  # a cooling correction means a warm cast
     assert "reds towards magenta" in r["problems"]["specificcolor"]
     assert r["plans"]["light"].index("Exposure2012") < r["plans"]["light"].index("Highlights2012")
-    assert ann.instructions == [ann.prompt[len("<Auto_Retouch_Task> ") :]]
+    assert ann.instructions == [ann.prompt[len("<Auto_Retouch_Task>\n") :]]
     # no stats at all: still a key-elements line
     plain = TemplateAnnotator().annotate(AnnotationRequest("auto", {"Contrast2012": 30}, [1, 0, 0], seed=0))
     assert plain.completion.startswith(ELEMENTS_PREFIX + " ")
@@ -256,8 +267,8 @@ def test_auto_problems_follow_the_corrections() -> None:
 
 def test_mask_is_authoritative() -> None:
     req = AnnotationRequest("param", {"Exposure2012": 1.0, "Vibrance": 40}, [1, 0, 0], seed=0)
-    ann = TemplateAnnotator().annotate(req)
-    assert "Vibrance" not in ann.completion and "Vibrance" not in ann.prompt
+    ann = TemplateAnnotator(param_text_share=0.0).annotate(req)
+    assert "Vibrance" not in ann.completion and "'Vibrance': 0.0," in ann.prompt
     assert ann.reasoning["plans"]["globalcolor"] == INACTIVE_TEXT
 
 

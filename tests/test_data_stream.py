@@ -195,9 +195,9 @@ def test_prompts_and_labels(shard_dir: Path) -> None:
         assert n_img == (0 if wf == "param" else spec.image_tokens)
         assert (f["pixel_values"] is None) == (wf == "param")
         labelled = [t for t in f["labels"] if t != -100]
-        assert tok.decode(labelled, skip_special_tokens=False) == rec["completion"] + "<|im_end|>"
+        assert tok.decode(labelled, skip_special_tokens=False) == rec["completion"] + "<|im_end|>\n"
         assert f["labels"][: len(f["prompt_ids"])] == [-100] * len(f["prompt_ids"])
-        assert text.endswith(RETOUCH_SEQUENCE + "<|im_end|>")
+        assert text.endswith(RETOUCH_SEQUENCE + "<|im_end|>\n")
         if wf == "style":
             assert any(f["prompt"].endswith(i) for i in rec["instructions"])
         if wf == "param":

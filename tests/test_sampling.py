@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,19 +27,41 @@ def test_38_parameters_in_three_groups() -> None:
 
 
 def test_param_json_round_trip(tmp_path) -> None:
+    """param.json is on the official ±100 scale (Exposure 20 per EV), all 38 keys like the official sample."""
     values = {"Exposure2012": 0.35, "Contrast2012": -20.0, "HueAdjustmentBlue": 15.0}
     path = tmp_path / "param.json"
     P.write_param_json(values, path)
-    assert json.loads(path.read_text()) == {
-        "Exposure2012": {"value": 0.35}, "Contrast2012": {"value": -20.0}, "HueAdjustmentBlue": {"value": 15.0},
-    }  # fmt: skip
-    assert P.read_param_json(path) == values
+    written = json.loads(path.read_text())
+    assert list(written) == list(P.PARAM_NAMES)
+    assert written["Exposure2012"] == {"value": 7} and written["Contrast2012"] == {"value": -20}
+    assert written["HueAdjustmentBlue"] == {"value": 15} and written["Whites2012"] == {"value": 0}
+    back = P.read_param_json(path)
+    assert back == pytest.approx({n: values.get(n, 0.0) for n in P.PARAM_NAMES}, abs=1e-9)
+    assert P.active(back).keys() == values.keys()
+    P.write_param_json(values, path, include_zero=False)
+    assert set(json.loads(path.read_text())) == set(values)
+
+
+def test_official_sample_param_json_is_accepted() -> None:
+    """data_samples/param.json of the official repository: Exposure 30 → +1.5 EV, Temperature -40, Saturation 30."""
+    values = P.read_param_json(Path(__file__).parent / "data" / "veraretouch" / "param.json")
+    assert P.active(values) == pytest.approx(
+        {"Exposure2012": 1.5, "IncrementalTemperature": -40.0, "Saturation": 30.0}
+    )
+    assert P.normalise("Exposure2012", values["Exposure2012"]) == pytest.approx(0.3)
+
+
+def test_param_json_legacy_slider_scale() -> None:
+    assert P.parse_param_json({"Exposure2012": {"value": 1.5}}, scale="slider") == {"Exposure2012": 1.5}
+    assert P.parse_param_json({"Exposure2012": {"value": 1.5}}) == pytest.approx({"Exposure2012": 0.075})
+    with pytest.raises(ValueError, match=r"unknown param\.json scale"):
+        P.parse_param_json({}, scale="ev")
 
 
 @pytest.mark.parametrize(
     "obj, message",
     [
-        ({"Exposure2012": {"value": 9}}, "outside slider range"),
+        ({"Exposure2012": {"value": 101}}, "outside the official range"),
         ({"Sharpness": {"value": 9}}, "unknown parameter"),
         ({"Contrast2012": {"value": "high"}}, "expected a number"),
         ([1, 2], "JSON object"),

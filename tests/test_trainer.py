@@ -251,7 +251,7 @@ def test_retouch_gives_image_and_tagged_completion(runs: dict[str, dict[str, Any
     assert image.dtype == np.float32 and image.ndim == 3 and 0.0 <= image.min() <= image.max() <= 1.0
     assert completion.endswith(RETOUCH_SEQUENCE)
     res = retouch_detailed(model_dir, PHOTO, params={"Exposure2012": 0.5, "Contrast2012": 20})
-    assert res.workflow == "param" and "Exposure2012: 0.100" in res.prompt
+    assert res.workflow == "param" and "'Exposure2012': 0.1, 'Contrast2012': 0.2," in res.prompt
     assert res.image.shape == image.shape and res.completion.endswith(RETOUCH_SEQUENCE)
     style = retouch_detailed(model_dir, PHOTO, prompt="make it look like warm film")
     assert style.workflow == "style" and style.prompt.startswith("<Style_Retouch_Task>")

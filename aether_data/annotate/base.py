@@ -26,7 +26,12 @@ import numpy as np
 
 from aether_data import params as P
 from aether_data.annotate.cache import AnnotationCache, cache_key, image_digest
-from aether_data.annotate.template import Annotation, AnnotationRequest, TemplateAnnotator
+from aether_data.annotate.template import (
+    DEFAULT_PARAM_TEXT_SHARE,
+    Annotation,
+    AnnotationRequest,
+    TemplateAnnotator,
+)
 from aether_data.annotate.validate import ParsedAnswer, parse_answer
 from aether_data.contract import (
     INACTIVE_TEXT,
@@ -45,7 +50,8 @@ log = logging.getLogger(__name__)
 
 ImageInput = np.ndarray | bytes | None
 """What `submit` takes as the sample's image: HxWx3 float [0, 1] or uint8 pixels, or the encoded
-JPEG/PNG bytes stored in the shard (cheapest: sent / decoded as they are), or None (text only)."""
+JPEG/PNG bytes stored in the shard (cheapest: sent / decoded as they are), or None (text only).
+`submit(..., target=...)` takes the retouched target the same way: VLMs are shown input then target."""
 
 DEFAULT_VARIANTS = 3
 """Instruction variants asked of the VLM for param/style samples (the design asks for ≥ 3)."""
@@ -54,11 +60,11 @@ RETRY_TEMPERATURE = 0.7
 """Temperature of retries after an invalid answer when the first attempt was greedy: a greedy retry
 of a deterministic model would repeat the same invalid text. Retries stay seeded (reproducible)."""
 
-SYSTEM_PROMPT_VERSION = "vlm_system_v1"
+SYSTEM_PROMPT_VERSION = "vlm_system_v2"
 VLM_PROMPT_PARTS: dict[str, tuple[str, ...]] = {
-    "auto": ("vlm_auto_v1",),
-    "param": ("vlm_plans_v1", "vlm_variants_param_v1"),
-    "style": ("vlm_plans_v1", "vlm_variants_style_v1"),
+    "auto": ("vlm_auto_v2",),
+    "param": ("vlm_plans_v2", "vlm_variants_param_v1"),
+    "style": ("vlm_plans_v2", "vlm_variants_style_v1"),
 }
 """User-turn prompt files per workflow; a new wording gets a new file (and so a new version string)."""
 
@@ -70,7 +76,7 @@ _GROUP_WORDS = {"light": "light", "globalcolor": "global colour", "specificcolor
 
 
 def vlm_prompt_version(workflow: str) -> str:
-    """E.g. "vlm_system_v1+vlm_plans_v1+vlm_variants_param_v1": every prompt file a request is built from."""
+    """E.g. "vlm_system_v2+vlm_plans_v2+vlm_variants_param_v1": every prompt file a request is built from."""
     return "+".join((SYSTEM_PROMPT_VERSION, *VLM_PROMPT_PARTS[workflow]))
 
 
@@ -97,7 +103,11 @@ class Annotator(Protocol):
         ...
 
     def submit(
-        self, request: AnnotationRequest, image: ImageInput = None, key: str | None = None
+        self,
+        request: AnnotationRequest,
+        image: ImageInput = None,
+        key: str | None = None,
+        target: ImageInput = None,
     ) -> Future[Annotation]:
         """Start annotating one sample; the future's result is its Annotation (never an exception)."""
         ...
@@ -158,8 +168,10 @@ class TemplateBackend:
     name = "template"
     model_id: str | None = None
 
-    def __init__(self) -> None:
-        self._template = TemplateAnnotator()
+    def __init__(self, param_text_share: float | None = None) -> None:
+        self._template = TemplateAnnotator(
+            DEFAULT_PARAM_TEXT_SHARE if param_text_share is None else param_text_share
+        )
         self._stats = AnnotatorStats()
 
     @property
@@ -174,7 +186,11 @@ class TemplateBackend:
         return ann
 
     def submit(
-        self, request: AnnotationRequest, image: ImageInput = None, key: str | None = None
+        self,
+        request: AnnotationRequest,
+        image: ImageInput = None,
+        key: str | None = None,
+        target: ImageInput = None,
     ) -> Future[Annotation]:
         """A completed future (the template is fast and never waits on anything)."""
         fut: Future[Annotation] = Future()
@@ -309,7 +325,9 @@ def build_vlm_prompt(request: AnnotationRequest, template: Annotation, n_variant
     }
     if request.workflow == "auto":
         return system, load_prompt_template(parts[0]).format(**fields)
-    base = _plain(template.instructions[0], 600)
+    # the param prompt's instruction may be the official parameter dict: ask about a plain-text one
+    plain = [i for i in template.instructions if not i.startswith("{")] or template.instructions
+    base = _plain(plain[0], 600)
     if request.workflow == "param":
         task = f'The user asked: "{base}"'
     else:
@@ -339,6 +357,8 @@ class VlmJob:
     future: Future[Annotation]
     attempts: int = 0
     last_reason: str | None = None
+    target: ImageInput = None
+    """The retouched target, shown after the input (None: input only)."""
 
 
 def is_transient(reason: str) -> bool:
@@ -371,7 +391,7 @@ class VlmAnnotatorBase:
         self.model_id = model_id
         self.n_variants = int(n_variants)
         self.cache = cache if cache is not None else AnnotationCache(spec.cache_dir)
-        self._template = TemplateAnnotator()
+        self._template = TemplateAnnotator(spec.param_text_share)
         self._stats = AnnotatorStats()
         self._closed = False
 
@@ -386,7 +406,11 @@ class VlmAnnotatorBase:
         return self.model_id
 
     def submit(
-        self, request: AnnotationRequest, image: ImageInput = None, key: str | None = None
+        self,
+        request: AnnotationRequest,
+        image: ImageInput = None,
+        key: str | None = None,
+        target: ImageInput = None,
     ) -> Future[Annotation]:
         """Non-blocking: a cache hit returns a completed future; otherwise the backend starts work."""
         if self._closed:
@@ -402,7 +426,7 @@ class VlmAnnotatorBase:
             )
             return fut
         try:
-            job = self._prepare(request, image, key or "", template, fut)
+            job = self._prepare(request, image, key or "", template, fut, target)
         except Exception as exc:  # never lose a sample: a prompt/image problem falls back at once
             reason = f"error:{type(exc).__name__}"
             log.warning("%s: preparing sample %s failed (%s); template used", self.name, key, reason)
@@ -425,10 +449,14 @@ class VlmAnnotatorBase:
         return fut
 
     def annotate(
-        self, request: AnnotationRequest, image: ImageInput = None, key: str | None = None
+        self,
+        request: AnnotationRequest,
+        image: ImageInput = None,
+        key: str | None = None,
+        target: ImageInput = None,
     ) -> Annotation:
         """Synchronous convenience: submit and wait."""
-        fut = self.submit(request, image, key)
+        fut = self.submit(request, image, key, target)
         self.flush()
         return fut.result()
 
@@ -466,6 +494,7 @@ class VlmAnnotatorBase:
         key: str,
         template: Annotation,
         fut: Future[Annotation],
+        target: ImageInput = None,
     ) -> VlmJob:
         system, user = build_vlm_prompt(request, template, self.n_variants)
         pv = vlm_prompt_version(request.workflow)
@@ -474,6 +503,7 @@ class VlmAnnotatorBase:
                 "sample_key": key,
                 "request": _request_content(request),
                 "image": image_digest(image),
+                "target": image_digest(target),
                 "prompt_version": pv,
                 "backend": self.name,
                 "model": self.model_fingerprint(),
@@ -484,6 +514,7 @@ class VlmAnnotatorBase:
         return VlmJob(
             request=request,
             image=image,
+            target=target,
             key=key,
             cache_key=address,
             template=template,

@@ -30,7 +30,7 @@ def make_annotator(spec: AnnotatorSpec | None = None, *, n_variants: int = DEFAU
     """
     spec = spec or AnnotatorSpec()
     if spec.backend == "template":
-        return TemplateBackend()
+        return TemplateBackend(spec.param_text_share)
     if spec.backend == "openai":
         from aether_data.annotate.openai_backend import OpenAIAnnotator
 

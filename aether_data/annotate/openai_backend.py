@@ -160,11 +160,15 @@ class OpenAIAnnotator(VlmAnnotatorBase):
             self._model_checked = True
 
     def submit(
-        self, request: AnnotationRequest, image: ImageInput = None, key: str | None = None
+        self,
+        request: AnnotationRequest,
+        image: ImageInput = None,
+        key: str | None = None,
+        target: ImageInput = None,
     ) -> Future[Annotation]:
         """See VlmAnnotatorBase.submit (the model name is resolved first: it is part of cache keys)."""
         self._ensure_model()
-        return super().submit(request, image, key)
+        return super().submit(request, image, key, target)
 
     # -- transport ------------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -196,10 +200,13 @@ class OpenAIAnnotator(VlmAnnotatorBase):
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
             raise _Transient("connection") from exc
 
-    def _request_body(self, job: VlmJob, image_url: str | None) -> dict[str, Any]:
+    def _request_body(
+        self, job: VlmJob, image_url: str | None, target_url: str | None = None
+    ) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
-        if image_url is not None:
-            content.append({"type": "image_url", "image_url": {"url": image_url}})
+        for url in (image_url, target_url):  # input first, then the retouched target
+            if url is not None:
+                content.append({"type": "image_url", "image_url": {"url": url}})
         content.append({"type": "text", "text": job.user})
         body: dict[str, Any] = {
             "messages": [
@@ -249,11 +256,12 @@ class OpenAIAnnotator(VlmAnnotatorBase):
 
     def _run(self, job: VlmJob) -> None:
         image_url = encode_image_data_url(job.image) if job.image is not None else None
+        target_url = encode_image_data_url(job.target) if job.target is not None else None
         transient_failures = 0
         while True:
             if job.attempts > 0:
                 self._stats.add("retries")
-            payload = json.dumps(self._request_body(job, image_url)).encode("utf-8")
+            payload = json.dumps(self._request_body(job, image_url, target_url)).encode("utf-8")
             job.attempts += 1
             try:
                 text = self._chat(payload)

@@ -291,11 +291,12 @@ class QwenVLAnnotator(VlmAnnotatorBase):
         from PIL import Image
 
         content: list[dict[str, Any]] = []
-        if isinstance(job.image, (bytes, bytearray, memoryview)):
-            with Image.open(io.BytesIO(bytes(job.image))) as im:
-                content.append({"type": "image", "image": im.convert("RGB")})
-        elif job.image is not None:
-            content.append({"type": "image", "image": Image.fromarray(to_uint8(job.image), "RGB")})
+        for image in (job.image, job.target):  # input first, then the retouched target
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                with Image.open(io.BytesIO(bytes(image))) as im:
+                    content.append({"type": "image", "image": im.convert("RGB")})
+            elif image is not None:
+                content.append({"type": "image", "image": Image.fromarray(to_uint8(image), "RGB")})
         content.append({"type": "text", "text": job.user})
         return [{"role": "system", "content": job.system}, {"role": "user", "content": content}]
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aether_data import params as P
+from aether_data.annotate.content import describe_content
 from aether_data.contract import (
     PROMPT_VERSIONS,
     TASK_TOKENS,
@@ -33,6 +34,11 @@ from aether_data.contract import (
     build_prompt,
     parse_completion,
 )
+from aether_data.official import param_instruction
+
+DEFAULT_PARAM_TEXT_SHARE = 0.2
+"""Share of param samples whose prompt instruction is a plain-text description instead of the
+official parameter dict (the official param prompt allows both); AnnotatorSpec.param_text_share."""
 
 MAGNITUDE_THRESHOLDS: tuple[float, float] = (0.1, 0.3)
 """|normalised| below the first is slight, below the second moderate, else strong."""
@@ -304,14 +310,12 @@ def _problem(
 
 def _elements(stats: Mapping[str, Any] | None, category: str | None) -> str:
     subject = category or (stats or {}).get("subject") or (stats or {}).get("scene")
-    parts = [_clean(subject)[:160] if subject else "the main subject and its surroundings"]
-    content = []
-    for key, word in (("skin", "people with visible skin"), ("sky", "sky"), ("foliage", "foliage")):
-        frac = _num(stats, key, f"{key}_fraction")
-        if frac is not None and frac >= 0.05:
-            content.append(word)
-    if content:
-        parts[0] += ", showing " + " and ".join(content)
+    measured = describe_content(stats)  # hues, sky/skin/foliage shares, zones, subject position
+    head = (
+        [_clean(subject)[:160]]
+        if subject
+        else ([] if measured else ["the main subject and its surroundings"])
+    )
     tone = []
     lum = _num(stats, "mean_luminance", "luminance", "brightness")
     if lum is not None:
@@ -335,11 +339,12 @@ def _elements(stats: Mapping[str, Any] | None, category: str | None) -> str:
     cast = _cast_text(stats)
     if cast:
         tone.append(cast)
-    if tone:
-        parts.append(", ".join(tone))
-    else:
-        parts.append("tones and colours judged from the whole frame")
-    return "; ".join(parts) + "."
+    tail = ", ".join(tone) if tone else "tones and colours judged from the whole frame"
+    while True:  # the measured phrases give way (last first) to the elements length limit
+        text = "; ".join([*head, *measured, tail]) + "."
+        if len(text) <= 380 or not measured:
+            return text
+        measured.pop()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -627,6 +632,11 @@ class TemplateAnnotator:
 
     name = "template"
 
+    def __init__(self, param_text_share: float = DEFAULT_PARAM_TEXT_SHARE) -> None:
+        if not 0.0 <= float(param_text_share) <= 1.0:
+            raise ValueError(f"param_text_share must be in [0, 1], got {param_text_share!r}")
+        self.param_text_share = float(param_text_share)
+
     def annotate(self, sample: AnnotationRequest) -> Annotation:
         """Instructions, prompt and tagged completion for one sample (same request → same text)."""
         wf = sample.workflow
@@ -645,12 +655,14 @@ class TemplateAnnotator:
 
         # instructions and prompt
         if wf == "param":
-            official = build_prompt(
-                "param", params={n: sample.params.get(n, 0.0) for g in described for n in described[g]}
-            )
-            official_text = official[len(TASK_TOKENS["param"]) :].strip()
-            instructions = [official_text, *_param_variants(described, rng("instructions"))]
-            prompt = official
+            # the official dict of all applied values (as the official code builds it from param.json);
+            # in a seeded share of samples a plain-text description is the prompt's instruction instead
+            variants = _param_variants(described, rng("instructions"))
+            as_text = bool(variants) and rng("param-form").random() < self.param_text_share
+            on = dict(zip(P.GROUPS, sample.masks, strict=True))  # the mask is authoritative
+            official = param_instruction({n: v for n, v in sample.params.items() if on[P.SPECS[n].group]})
+            instructions = [variants[0], official, *variants[1:]] if as_text else [official, *variants]
+            prompt = build_prompt("param", instruction=instructions[0])
         elif wf == "style":
             # the preset engine describes everything a preset does (curves, grading, effects),
             # not only its 38 core sliders: prefer its variants when it gives enough of them
@@ -662,7 +674,7 @@ class TemplateAnnotator:
             prompt = build_prompt("style", instruction=instructions[0])
         else:
             prompt = build_prompt("auto")
-            instructions = [prompt[len(TASK_TOKENS["auto"]) :].strip()]
+            instructions = [prompt[len(TASK_TOKENS["auto"]) :].strip()]  # the fixed official request
         instructions = list(dict.fromkeys(instructions))
 
         # plans (and problems/elements for auto)

@@ -90,7 +90,7 @@ class ShardContext:
             image_stats=p.image_stats,
             regions=p.pair.extra.get("regions"),
         )
-        p.annotation = self.annotator.submit(request, p.input_bytes, key=p.row.key)
+        p.annotation = self.annotator.submit(request, p.input_bytes, key=p.row.key, target=p.target_bytes)
         self.clock.mark("annotation")
 
     def finish_sample(self, p: PendingSample) -> tuple[dict[str, bytes], dict[str, Any]]:

@@ -179,7 +179,7 @@ def read_pair_image(path: str | Path, short_edge: int | None = 256) -> np.ndarra
     """Decode one side of a pair to float32 HxWx3 sRGB in [0, 1], short edge ≤ `short_edge`.
 
     TIFFs (FiveK ``tiff16_*``, PPR10K) keep their 16-bit precision through the downscale; other
-    formats go through `aether_data.sources.load_image` (EXIF orientation, ICC → sRGB, bomb guard).
+    formats go through `aether_data.io.imaging.load_image` (EXIF orientation, ICC → sRGB, bomb guard).
     Raises SourceError with a short reason.
     """
     p = Path(path)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from aether_data.annotate.content import content_stats
 from aether_data.config import PipelineSpec
 from aether_data.develop.color import luminance
 from aether_data.io.imaging import as_float01, box_shrink
@@ -138,4 +139,5 @@ def image_stats(image: np.ndarray) -> dict[str, float]:
         "tint": g - (r + b) / 2,
         "clipped_highlights": float((lum > 0.98).mean()),
         "clipped_shadows": float((lum < 0.02).mean()),
+        **content_stats(small),  # hues, sky/skin/foliage, zones, subject position (Key elements)
     }
