@@ -143,8 +143,8 @@ class AutoSpec(_Strict):
         le=1_000_000,
         description="pixels the fit works on (a square grid of this many pixels sampled from the pair)",
     )
-    scorer: Literal["heuristic", "laion"] = Field(
-        "heuristic", description="aesthetic scorer of the source filter"
+    scorer: Literal["heuristic", "laion", "qalign", "liqe"] = Field(
+        "heuristic", description="aesthetic scorer of the source filter (aether_data.scoring.registry)"
     )
     scorer_model: str | None = Field(
         None, description="laion: open_clip 'ViT-L-14:/path/to/weights' or a local open_clip folder"
@@ -152,7 +152,9 @@ class AutoSpec(_Strict):
     scorer_head: str | None = Field(None, description="laion: LAION aesthetic MLP head (.pth / .safetensors)")
     scorer_device: str = Field("cpu", description="torch device of the laion scorer")
     min_source_score: float | None = Field(
-        None, description="skip sources scoring below this (reason low-aesthetic-source); None = keep all"
+        None,
+        description="skip sources scoring below this, on the scorer's own scale (heuristic 0–10, laion "
+        "~0–10, qalign/liqe 1–5; reason low-aesthetic-source); None = keep all",
     )
 
     @model_validator(mode="after")
