@@ -151,3 +151,30 @@ def test_missing_prediction_and_bad_args(
         "--metrics", "dists", "--weights-dir", str(tmp_path),
     )  # fmt: skip
     assert code == 1 and "vgg16-397923af.pth" in text
+
+
+def test_model_mode_runs_the_model_on_every_input(
+    fivek: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--model: each benchmark input goes through model_core.inference.retouch (auto: no prompt) and
+    the outputs are scored like predictions (here a stand-in model that returns its input)."""
+    import model_core.inference as inference
+
+    calls = []
+
+    def fake_retouch(
+        model: str, image: str, prompt: str | None = None, **kw: object
+    ) -> tuple[np.ndarray, str]:
+        calls.append((model, Path(image).stem, prompt))
+        return load_image(image), ""
+
+    monkeypatch.setattr(inference, "retouch", fake_retouch)
+    args = ["--metrics", "psnr,l1", "--json", "-"]
+    code, text = run_cli("eval", "--bench", str(fivek["bench"]), "--model", str(tmp_path / "m"), *args)
+    assert code == 0, text
+    by_model = json.loads(text[text.index("{") :])  # after the progress line (stderr)
+    assert sorted(c[1] for c in calls) == fivek["stems"] and {c[2] for c in calls} == {None}
+    code, text = run_cli(
+        "eval", "--bench", str(fivek["bench"]), "--predictions", str(fivek["root"] / "src" / "input"), *args
+    )
+    assert by_model["metrics"] == json.loads(text)["metrics"] and by_model["method"] == "m"
