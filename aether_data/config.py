@@ -163,6 +163,8 @@ class AutoSpec(_Strict):
             raise ValueError(
                 "scorer 'laion' needs scorer_model (open_clip weights) and scorer_head (LAION MLP)"
             )
+        if self.scorer in ("qalign", "liqe") and not self.scorer_model:
+            raise ValueError(f"scorer '{self.scorer}' needs scorer_model (local weights)")
         return self
 
 

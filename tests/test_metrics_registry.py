@@ -216,3 +216,12 @@ def test_missing_weights_is_one_line_naming_file_and_place(
         assert "\n" not in str(e.value)
         with pytest.raises(MissingWeights, match="not found"):
             make_scorer(name, str(tmp_path) + "/nope")
+
+
+def test_auto_source_filter_spec_accepts_registry_scorers() -> None:
+    from aether_data.config import SpecError, load_spec
+
+    spec = load_spec(workflow="auto", overrides={"auto": {"scorer": "qalign", "scorer_model": "/m"}})
+    assert spec.auto.scorer == "qalign"
+    with pytest.raises(SpecError, match="scorer_model"):
+        load_spec(workflow="auto", overrides={"auto": {"scorer": "liqe", "min_source_score": 3.0}})
