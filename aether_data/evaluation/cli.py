@@ -115,7 +115,6 @@ def eval_bench(
     method: str | None,
 ) -> int:
     """The body of `aether eval --bench`: prints the paper-shaped markdown, writes the JSON."""
-    from aether_data.evaluation.bench import BenchError
     from aether_data.evaluation.score import evaluate_bench, markdown_tables, predict_with_model
     from aether_data.scoring.weights import MissingWeights
 
@@ -138,7 +137,7 @@ def eval_bench(
                 method=method or (model.name if model is not None else None),
                 log=err.print,
             )
-    except (BenchError, MissingWeights, FileNotFoundError) as exc:
+    except (ValueError, MissingWeights, FileNotFoundError) as exc:  # BenchError is a ValueError
         err.print(f"[red]error:[/red] {exc}")
         return 1
     text = json.dumps(result, indent=1)
