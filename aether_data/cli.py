@@ -94,6 +94,7 @@ def eval_er_command(
 
 def _mount_subcommands() -> None:
     """Sub-apps live beside the code they drive."""
+    from aether_data.evaluation.cli import benchmark_app
     from aether_data.expert_db.cli import expert_db_app, stats_app
     from aether_data.presets.cli import presets_app
 
@@ -107,6 +108,7 @@ def _mount_subcommands() -> None:
     from aether_data.export_llava import export_command
 
     app.command(name="export")(export_command)
+    app.add_typer(benchmark_app, name="benchmark")
 
 
 def _version(value: bool) -> None:
@@ -528,16 +530,51 @@ def retouch(
 
 @app.command(name="eval")
 def evaluate(
-    data: Annotated[list[Path], typer.Option("--data", help="dataset directory (repeatable)")],
-    model: Annotated[Path, typer.Option("--model", help="a trained VeraRetouch directory")],
+    data: Annotated[list[Path] | None, typer.Option("--data", help="dataset directory (repeatable)")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="a trained VeraRetouch directory")] = None,
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="write the result JSON to FILE ('-' = stdout only)")
+    ] = None,
+    bench: Annotated[
+        Path | None, typer.Option("--bench", help="a benchmark folder (aether benchmark build)")
+    ] = None,
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="--bench: folder of predicted images (ID.png)")
+    ] = None,
+    metrics: Annotated[str | None, typer.Option("--metrics", help="--bench: comma-separated names")] = None,
+    weights_dir: Annotated[str | None, typer.Option("--weights-dir", help="local metric weights")] = None,
+    laion_model: Annotated[str | None, typer.Option("--laion-model", help="open_clip ARCH:/path")] = None,
+    laion_head: Annotated[str | None, typer.Option("--laion-head", help="LAION MLP head file")] = None,
+    qalign_model: Annotated[str | None, typer.Option("--qalign-model", help="local Q-Align folder")] = None,
+    liqe_model: Annotated[str | None, typer.Option("--liqe-model", help="local LIQE checkpoint")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+    method: Annotated[str | None, typer.Option("--name", help="--bench: the table's method name")] = None,
 ) -> None:
-    """PSNR, SSIM, LPIPS (if installed) and histogram intersections per task on held-out shards."""
+    """Score a model or predictions on a benchmark with the paper's protocols (--bench), or a model
+    on held-out shards (--data: PSNR, SSIM, LPIPS if installed, histogram intersections per task)."""
+    if bench is not None:
+        from aether_data.evaluation.cli import eval_bench
+
+        scorer_options = {
+            "laion": {"model": laion_model, "head": laion_head},
+            "qalign": {"model": qalign_model},
+            "liqe": {"model": liqe_model},
+        }
+        raise typer.Exit(
+            eval_bench(
+                bench, model, predictions, json_path, metrics, weights_dir, scorer_options, device, method
+            )
+        )
+    if not data or model is None:
+        err.print("[red]error:[/red] eval needs --bench B (--model | --predictions) or --data D --model M")
+        raise typer.Exit(2)
     from model_core.inference import evaluate as run_eval
 
     result = run_eval(model, [str(d) for d in data], max_samples=max_samples)
-    if as_json:
+    if json_path:
+        if json_path != "-":
+            Path(json_path).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         out.print_json(json.dumps(result))
         return
     table = Table(title=f"eval {model}")

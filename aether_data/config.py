@@ -168,8 +168,8 @@ class AutoSpec(_Strict):
         le=1_000_000,
         description="pixels the fit works on (a square grid of this many pixels sampled from the pair)",
     )
-    scorer: Literal["heuristic", "laion"] = Field(
-        "heuristic", description="aesthetic scorer of the source filter"
+    scorer: Literal["heuristic", "laion", "qalign", "liqe"] = Field(
+        "heuristic", description="aesthetic scorer of the source filter (aether_data.scoring.registry)"
     )
     scorer_model: str | None = Field(
         None, description="laion: open_clip 'ViT-L-14:/path/to/weights' or a local open_clip folder"
@@ -177,7 +177,9 @@ class AutoSpec(_Strict):
     scorer_head: str | None = Field(None, description="laion: LAION aesthetic MLP head (.pth / .safetensors)")
     scorer_device: str = Field("cpu", description="torch device of the laion scorer")
     min_source_score: float | None = Field(
-        None, description="skip sources scoring below this (reason low-aesthetic-source); None = keep all"
+        None,
+        description="skip sources scoring below this, on the scorer's own scale (heuristic 0–10, laion "
+        "~0–10, qalign/liqe 1–5; reason low-aesthetic-source); None = keep all",
     )
 
     @model_validator(mode="after")
@@ -186,6 +188,8 @@ class AutoSpec(_Strict):
             raise ValueError(
                 "scorer 'laion' needs scorer_model (open_clip weights) and scorer_head (LAION MLP)"
             )
+        if self.scorer in ("qalign", "liqe") and not self.scorer_model:
+            raise ValueError(f"scorer '{self.scorer}' needs scorer_model (local weights)")
         return self
 
 

@@ -40,7 +40,7 @@ def test_train_retouch_eval_through_the_cli(ray_session, tmp_path: Path) -> None
     with Image.open(out) as im, Image.open(bundled_photos()[0]) as src:
         assert im.size == src.size
     assert out.with_suffix(".txt").read_text().rstrip().endswith("<retouch_colormixer>")
-    code, text = run_cli("eval", "--data", str(data), "--model", str(model), "--json")
+    code, text = run_cli("eval", "--data", str(data), "--model", str(model), "--json", "-")
     assert code == 0, text
     result = json.loads(text)
     from model_core.inference import evaluate

@@ -2,8 +2,9 @@
 
 It needs no weights and runs anywhere, so the embedded default pipeline can filter and rank
 photos. It is not a learned aesthetic model: it rewards well-exposed, contrasty, colourful, sharp,
-unclipped images, which is what the auto workflow's degradations take away. Score range 0–10
-(the LAION aesthetic scale), higher is better.
+unclipped images, which is what the auto workflow's degradations take away. Score range 0–10 on
+its own scale, higher is better: it is not the LAION aesthetic predictor and its numbers are not
+comparable with LAION's (use the ``laion`` scorer for that).
 
     score = 10 · (0.30·exposure + 0.25·contrast + 0.20·colourfulness + 0.15·sharpness + 0.10·unclipped)
 
@@ -79,6 +80,6 @@ def heuristic_components(image: np.ndarray) -> dict[str, float]:
 
 
 def heuristic_score(image: np.ndarray) -> float:
-    """Aesthetic score in [0, 10] (see module docstring for the formula)."""
+    """Heuristic score in [0, 10], its own scale, not LAION's (formula in the module docstring)."""
     comps = heuristic_components(image)
     return round(10.0 * sum(WEIGHTS[k] * v for k, v in comps.items()), 4)

@@ -29,17 +29,22 @@ HEAD_KEYS: tuple[str, ...] = tuple(f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) fo
 
 
 class Scorer(Protocol):
-    """Anything that scores a batch of HxWx3 float images in [0, 1] (higher = better, ~0–10)."""
+    """Anything that scores a batch of HxWx3 float images in [0, 1] (higher = better, on `scale`)."""
 
     name: str
+    scale: tuple[float, float]
 
     def score_batch(self, images: Sequence[np.ndarray]) -> list[float]: ...
 
 
 class HeuristicScorer:
-    """The weight-free default (`aether_data.scoring.heuristic`), behind the batch interface."""
+    """The weight-free default (`aether_data.scoring.heuristic`), behind the batch interface.
+
+    Its 0–10 scale is its own (a blend of exposure, contrast, colour, sharpness); it is not LAION.
+    """
 
     name = "heuristic"
+    scale = (0.0, 10.0)
 
     def score_batch(self, images: Sequence[np.ndarray]) -> list[float]:
         return [heuristic_score(img) for img in images]
@@ -118,6 +123,7 @@ class LaionScorer:
     """open_clip image embedding (L2-normalised) → LAION aesthetic head; batched, local files only."""
 
     name = "laion"
+    scale = (0.0, 10.0)
 
     def __init__(self, clip_model: str, head: str | Path, device: str = "cpu", batch_size: int = 16) -> None:
         import open_clip
@@ -165,19 +171,3 @@ class LaionScorer:
         if not images:
             return []
         return self.score_embeddings(self.embed(images))
-
-
-def make_scorer(
-    name: str, model: str | None = None, head: str | None = None, device: str = "cpu", batch_size: int = 16
-) -> Scorer:
-    """`heuristic` (default) or `laion` (needs the open_clip weights and the head, both local)."""
-    if name == "heuristic":
-        return HeuristicScorer()
-    if name == "laion":
-        if not model or not head:
-            raise ValueError(
-                "the laion scorer needs scorer_model ('ViT-L-14:/path/to/open_clip weights' or a local "
-                "open_clip folder) and scorer_head (the LAION aesthetic MLP .pth/.safetensors)"
-            )
-        return LaionScorer(model, head, device=device, batch_size=batch_size)
-    raise ValueError(f"unknown scorer {name!r}; expected heuristic or laion")

@@ -120,6 +120,13 @@ class DAPOSpec(OptimSpec):
     w_aesthetic: float = 1.0
     psnr_range: tuple[float, float] = (10.0, 40.0)
     """PSNR (dB) mapped linearly to the similarity reward's [0, 1]."""
+    aesthetic_scorer: str = "heuristic"
+    """Scorer of R_a (`aether_data.scoring.registry`: heuristic | laion | qalign | liqe), mapped from
+    its own scale to [0, 1]. The weight-free heuristic is the default."""
+    aesthetic_model: str | None = None
+    """laion: open_clip ``ARCH:/weights`` or folder; qalign: model folder; liqe: checkpoint (local)."""
+    aesthetic_head: str | None = None
+    """laion: the MLP head on the CLIP embedding (.pth / .safetensors)."""
     tasks: list[str] | None = None
 
 

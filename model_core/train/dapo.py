@@ -7,7 +7,9 @@ Per step, for one task (single-task batches):
    appended (forced tokens are not actions: no loss on them) so every sample renders an image.
 2. **Rewards**, each in [0, 1]: format R_f (1 iff `is_valid_completion`), image similarity R_s (PSNR
    of R(input; z) against the target, mapped linearly from `psnr_range`), aesthetic R_a on *auto*
-   only (`aether_data.scoring.heuristic_score` / 10). Total = weighted sum.
+   only: the scorer named by ``dapo.aesthetic_scorer`` (`aether_data.scoring.registry`; default the
+   weight-free heuristic, 0–10 on its own scale), mapped from the scorer's scale to [0, 1]. Total =
+   weighted sum.
 3. **Dynamic sampling**: groups whose rewards are all equal carry no signal (zero advantage) and are
    dropped; more prompts of the same task are rolled out (`max_resample_rounds`) to refill.
 4. **Clip-higher, token-level loss**: advantage A = (r − mean) / (std + ε) per group; every
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from aether_data.contract import is_valid_completion
-from aether_data.scoring import heuristic_score
+from aether_data.scoring.registry import make_scorer, normalised
 from model_core.train.common import DAPOSpec, Stage, StepContext
 from model_core.vlm import VeraRetouch, completion_text, force_retouch, masks_from_completion
 
@@ -59,9 +61,26 @@ def similarity_reward(
     return float(np.clip((psnr(out, target) - lo) / (hi - lo), 0.0, 1.0))
 
 
-def aesthetic_reward(out: np.ndarray) -> float:
-    """Heuristic aesthetic score (0–10) / 10."""
-    return float(np.clip(heuristic_score(np.clip(out, 0.0, 1.0).astype(np.float32)) / 10.0, 0.0, 1.0))
+_SCORERS: dict[tuple[str, str | None, str | None, str], Any] = {}
+
+
+def aesthetic_scorer(spec: DAPOSpec | None = None, device: str = "cpu") -> Any:
+    """The configured R_a scorer (built once per process and configuration)."""
+    key = (
+        spec.aesthetic_scorer if spec else "heuristic",
+        spec.aesthetic_model if spec else None,
+        spec.aesthetic_head if spec else None,
+        device,
+    )
+    if key not in _SCORERS:
+        _SCORERS[key] = make_scorer(key[0], key[1], key[2], device=device)
+    return _SCORERS[key]
+
+
+def aesthetic_reward(out: np.ndarray, scorer: Any = None) -> float:
+    """R_a: the scorer's score (default: the heuristic) mapped from its scale to [0, 1]."""
+    img = np.clip(out, 0.0, 1.0).astype(np.float32)
+    return normalised(scorer if scorer is not None else aesthetic_scorer(), [img])[0]
 
 
 def total_reward(parts: dict[str, float], spec: DAPOSpec) -> float:
@@ -237,6 +256,7 @@ def rollout(ctx: StepContext, batch: dict[str, Any]) -> list[Group]:
             )
         rendered.append(out.rendered.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy())
     images = np.concatenate(rendered)
+    scorer = aesthetic_scorer(spec, str(ctx.device)) if task == "auto" else None
     k = 0
     for i, grp in enumerate(groups):
         target = batch["render_tgt"][i].float().permute(1, 2, 0).cpu().numpy()
@@ -246,7 +266,7 @@ def rollout(ctx: StepContext, batch: dict[str, Any]) -> list[Group]:
                 "similarity": similarity_reward(images[k], target, spec.psnr_range),
             }
             if task == "auto":
-                parts["aesthetic"] = aesthetic_reward(images[k])
+                parts["aesthetic"] = aesthetic_reward(images[k], scorer)
             grp.parts.append(parts)
             grp.rewards[g] = total_reward(parts, spec)
             k += 1
