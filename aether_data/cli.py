@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aether_data import __version__
+from aether_data.io.atomic import atomic_write_text
 
 app = typer.Typer(
     help="aether: build photo-retouching training datasets (param / style / auto) as WebDataset shards.",
@@ -293,6 +294,8 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
+    # Long only by its option declarations (typer reads them from the signature); the work is in
+    # _build_overrides, run_build and _report_build.
     from aether_data.build.errors import BuildError
     from aether_data.build.executor import catch_interrupts
     from aether_data.build.run import run_build
@@ -574,7 +577,7 @@ def evaluate(
     result = run_eval(model, [str(d) for d in data], max_samples=max_samples)
     if json_path:
         if json_path != "-":
-            Path(json_path).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+            atomic_write_text(Path(json_path), json.dumps(result, indent=1) + "\n")
         out.print_json(json.dumps(result))
         return
     table = Table(title=f"eval {model}")

@@ -189,7 +189,11 @@ def build_completion(
 
 
 def parse_completion(text: str, workflow: str, *, limits: FormatLimits = DEFAULT_LIMITS) -> Completion:
-    """Parse a completion strictly (see the module docstring); raise CompletionFormatError."""
+    """Parse a completion strictly (see the module docstring); raise CompletionFormatError.
+
+    Kept whole: it is the format's grammar checked in reading order, each check naming its reason;
+    split, the order of the checks (which reason a bad answer gets) would be spread across helpers.
+    """
     _check_workflow(workflow)
     if not isinstance(text, str) or not text.strip():
         raise CompletionFormatError("empty")

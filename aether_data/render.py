@@ -15,28 +15,20 @@ import typer
 
 from aether_data import params as P
 from aether_data.io.atomic import atomic_write_bytes
+from aether_data.io.imaging import encode_for_suffix
 
 
 class RenderError(ValueError):
     """An input the render command cannot use (missing file, bad param.json or preset)."""
 
 
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
-
-
 def save_image(image: np.ndarray, out: Path) -> None:
     """Write float [0, 1] HxWx3 in the format its suffix names (JPEG/WebP at quality 95), atomically."""
-    import io
-
-    from PIL import Image
-
-    fmt = _FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise RenderError(f"{out}: unsupported output format (use one of {', '.join(sorted(_FORMATS))})")
-    arr = np.clip(np.asarray(image, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-    atomic_write_bytes(out, buf.getvalue())
+    try:
+        data = encode_for_suffix(image, out.suffix)
+    except ValueError as exc:
+        raise RenderError(f"{out}: {exc}") from None
+    atomic_write_bytes(out, data)
 
 
 def render_with_params(image: np.ndarray, params: dict[str, float]) -> np.ndarray:

@@ -84,6 +84,7 @@ def run(
 
 
 def main() -> None:
+    """Run the benchmark. Kept whole: a script's flags, runs and printout, read top to bottom."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=160, help="samples per run")
     ap.add_argument("--latency", type=float, default=0.2, help="stub latency per request (s)")

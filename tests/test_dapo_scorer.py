@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.train.common import TINY, deep_merge, train_stage
+from aether_data.config import deep_merge
+from model_core.train.common import TINY
 from model_core.train.dapo import aesthetic_reward
+from model_core.train.stage import train_stage
 from tests.test_scoring_laion import TINY_CLIP, random_head_state
 
 CONSTANT = 7.5  # the head below always outputs this (on LAION's 0–10 scale) → R_a = 0.75

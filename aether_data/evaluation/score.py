@@ -128,7 +128,11 @@ def evaluate_bench(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """{"metrics": {name: mean}, "std": {...}, "per_expert": {expert: {name: mean}}, "n": N,
-    "tasks": {task: {"n", "metrics", "std", "per_expert"}}, "skipped": {name: reason}, ...}."""
+    "tasks": {task: {"n", "metrics", "std", "per_expert"}}, "skipped": {name: reason}, ...}.
+
+    Kept whole: one pass over the benchmark's items, in the paper's protocol order (load, best of
+    the experts, pooled histograms, aggregate); the metric set-up and loading are helpers already.
+    """
     bench = load_bench(bench_path)
     root, pred_dir = Path(bench["root"]), Path(predictions)
     names, explicit = _wanted(bench, metrics)

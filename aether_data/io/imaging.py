@@ -332,3 +332,34 @@ def decode_image_u8(data: bytes) -> np.ndarray:
     """Decode stored image bytes exactly as a reader of the shard will (Pillow), HxWx3 uint8."""
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+OUTPUT_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+"""File suffix → Pillow format of the images a command writes (`aether render`, `presets apply`)."""
+
+
+def encode_for_suffix(img: np.ndarray, suffix: str, quality: int = 95) -> bytes:
+    """Float [0, 1] or uint8 HxWx3 → bytes in the format the suffix names (so `-o x.webp` is WebP).
+
+    Raises ValueError naming the supported suffixes for any other.
+    """
+    fmt = OUTPUT_FORMATS.get(suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"unsupported output format {suffix!r} (use one of {', '.join(sorted(OUTPUT_FORMATS))})"
+        )
+    arr = (
+        img
+        if img.dtype == np.uint8
+        else np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    )
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
+    return buf.getvalue()

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from aether_data.io.atomic import atomic_write_bytes
+from aether_data.io.imaging import encode_for_suffix
 
 presets_app = typer.Typer(
     help="Lightroom presets: the generated library, imported XMP / .lrtemplate packs, rendering and .cube export.",
@@ -160,7 +162,6 @@ def apply_cmd(
     library: LibraryOpt = None,
 ) -> None:
     """Render a preset on a photo."""
-    from PIL import Image
 
     from aether_data.develop.preset_ops import render_preset
     from aether_data.io.errors import SourceError
@@ -174,10 +175,10 @@ def apply_cmd(
     except SourceError as exc:
         _fail(str(exc))
     result = render_preset(img, settings, seed, method=method, lut_size=lut_size)
-    arr = np.clip(result * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fmt = "PNG" if out.suffix.lower() == ".png" else "JPEG"
-    Image.fromarray(arr).save(out, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    try:
+        atomic_write_bytes(out, encode_for_suffix(result, out.suffix))
+    except ValueError as exc:
+        _fail(f"{out}: {exc}")
     _out.print(f"{label} → {out}")
     if settings.unsupported_keys:
         _err.print(f"[yellow]not rendered (unsupported):[/yellow] {', '.join(settings.unsupported_keys)}")
