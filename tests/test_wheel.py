@@ -46,6 +46,8 @@ def test_wheel_installed_outside_the_repo_builds_audits_and_lists_presets(tmp_pa
                     "--image-size", "128", "-o", "out", "--quiet")  # fmt: skip
     assert built.returncode == 0, built.stderr[-2000:]
     audited = _aether(site, work, "audit", "out")
-    assert audited.returncode == 0 and "ok" in audited.stdout, audited.stdout + audited.stderr
+    assert audited.returncode == 0 and "ok" in audited.stdout + audited.stderr, (
+        audited.stdout + audited.stderr
+    )
     listed = _aether(site, work, "presets", "list")
     assert listed.returncode == 0 and "film" in listed.stdout.lower(), listed.stderr[-2000:]

@@ -351,7 +351,8 @@ def _blend(out: np.ndarray, new: np.ndarray, m3: np.ndarray) -> np.ndarray:
 def apply_correction(image: np.ndarray, c: LocalCorrection, mask: np.ndarray | None = None) -> np.ndarray:
     """One correction on an HxWx3 float32 sRGB image in [0, 1]; ``mask`` overrides its own masks."""
     from . import local_ops as L
-    from .engine_np import exposure_shoulder, render, white_balance_gains
+    from .engine_np import exposure_shoulder, white_balance_gains
+    from .render_np import render
 
     out = np.asarray(image, dtype=np.float32)
     if not c.active:
