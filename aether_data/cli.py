@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aether_data import __version__
+from aether_data.build.cli import build_command
 from aether_data.io.atomic import atomic_write_text
 
 app = typer.Typer(
@@ -25,72 +24,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-
-
-model_app = typer.Typer(help="The Retouch Encoder / Renderer: train and evaluate.", no_args_is_help=True)
-
-
-@model_app.command("train-er")
-def train_er_command(
-    config: Annotated[str, typer.Option("--config", help="cpu (small) | paper")] = "cpu",
-    images: Annotated[
-        Path | None, typer.Option("--images", help="folder of training photos (default: bundled)")
-    ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/er"),
-    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.safetensors")] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N (models and teacher)")] = "cpu",
-) -> None:
-    """Train E and R with the develop engine as the teacher (resumable, safetensors)."""
-    from model_core.er_data import list_images
-    from model_core.train.er import train_er
-
-    paths = list_images(images) if images else None
-    result = train_er(
-        config,
-        paths,
-        out_dir,
-        max_steps=max_steps,
-        seed=seed,
-        resume=resume,
-        log=lambda m: err.print(str(m)),
-        device=device,
-    )
-    err.print(
-        f"[green]done[/green]: step {result['step']} in {result['wall_time_s']:.0f}s → {result['checkpoint']}"
-    )
-
-
-@model_app.command("eval-er")
-def eval_er_command(
-    checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="safetensors or official .pth (default: shipped)")
-    ] = None,
-    images: Annotated[
-        Path | None, typer.Option("--images", help="held-out photos (default: bundled split)")
-    ] = None,
-    n_params: Annotated[int, typer.Option("--n-params", help="parameter draws per protocol")] = 8,
-    seed: Annotated[int, typer.Option("--seed")] = 20_260_719,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """PSNR/SSIM per protocol and per masked-latent intervention on held-out images and params."""
-    from model_core.er_data import list_images
-    from model_core.er_io import load_er_checkpoint
-    from model_core.eval_er import evaluate_er, format_table
-
-    try:
-        encoder, renderer, _ = load_er_checkpoint(checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    result = evaluate_er(
-        encoder, renderer, list_images(images) if images else None, n_params=n_params, seed=seed
-    )
-    if as_json:
-        out.print_json(json.dumps(result))
-    else:
-        out.print(format_table(result))
+app.command(name="build")(build_command)  # first in --help: the command most users come for
 
 
 def _mount_subcommands() -> None:
@@ -102,7 +36,11 @@ def _mount_subcommands() -> None:
     app.add_typer(presets_app, name="presets", help="The preset library: list, show, import, apply, export.")
     app.add_typer(expert_db_app, name="expert-db", help="Expert pair DB for the auto workflow.")
     app.add_typer(stats_app, name="stats", help="Statistics files the samplers use.")
+    from model_core.cli import model_app, retouch_command, train_command
+
     app.add_typer(model_app, name="model")
+    app.command(name="train")(train_command)
+    app.command(name="retouch")(retouch_command)
     from aether_data.render import render_command
 
     app.command(name="render")(render_command)
@@ -125,221 +63,6 @@ def main(
     ] = False,
 ) -> None:
     """aether command line."""
-
-
-class BuildProgress:
-    """Rich progress: shards done, samples written, samples/s and skipped inputs."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.samples = 0
-        self.skipped = 0
-        self.failed = 0
-        self.t0 = time.perf_counter()
-        self.progress = Progress(
-            TextColumn("[bold]shards"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.task: Any = None
-
-    def _stats(self) -> str:
-        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
-        return (
-            f"{self.samples} samples · {rate:.1f} samples/s · {self.skipped} skipped · {self.failed} failed"
-        )
-
-    def start(self, total_shards: int, reused: int, todo: int) -> None:
-        if reused:
-            self.console.print(f"resuming: {reused} of {total_shards} shards already done and verified")
-        self.t0 = time.perf_counter()
-        self.progress.start()
-        self.task = self.progress.add_task("build", total=total_shards, completed=reused, stats=self._stats())
-
-    def update(self, res: dict[str, Any]) -> None:
-        self.samples += int(res.get("samples") or 0)
-        self.skipped += int(res.get("skipped") or 0)
-        self.failed += 0 if res.get("ok") else 1
-        if not res.get("ok"):
-            self.console.print(f"[red]shard {res['name']} failed:[/red] {res['error']}")
-        self.progress.update(self.task, advance=1, stats=self._stats())
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
-def _build_overrides(
-    *,
-    sources: str | None,
-    num_samples: int | None,
-    seed: int | None,
-    samples_per_shard: int | None,
-    image_size: int | None,
-    workers: int | None,
-    ray_address: str | None,
-    annotator: str | None,
-    openai_base_url: str | None,
-    openai_model: str | None,
-    annotator_model_path: str | None,
-    annotator_cache_dir: str | None,
-) -> dict[str, Any]:
-    """The spec fields that `aether build`'s flags override (only the flags that were given)."""
-    overrides: dict[str, Any] = {}
-    if sources is not None:
-        overrides.setdefault("sources", {})["path"] = sources
-    if num_samples is not None:
-        overrides["num_samples"] = num_samples
-    if seed is not None:
-        overrides["seed"] = seed
-    if samples_per_shard is not None:
-        overrides["samples_per_shard"] = samples_per_shard
-    if image_size is not None:
-        overrides.setdefault("image", {})["size"] = image_size
-    if workers is not None:
-        overrides.setdefault("runtime", {})["workers"] = workers
-    if ray_address is not None:
-        overrides.setdefault("runtime", {})["ray_address"] = ray_address
-    for field, value in (
-        ("backend", annotator),
-        ("base_url", openai_base_url),
-        ("model", openai_model),
-        ("model_path", annotator_model_path),
-        ("cache_dir", annotator_cache_dir),
-    ):
-        if value is not None:
-            overrides.setdefault("annotator", {})[field] = value
-    return overrides
-
-
-def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
-    """Print what a build did; exit 1 on failed shards or a skip rate above the limit."""
-    if summary.failed:
-        for name, why in summary.failed:
-            err.print(f"[red]shard {name} failed:[/red] {why}")
-        err.print(
-            f"[red]{len(summary.failed)} shard(s) failed[/red]; finished shards are kept, "
-            "re-run the same command to resume"
-        )
-        raise typer.Exit(1)
-    m = summary.manifest or {}
-    rate = summary.samples_written / max(summary.seconds, 1e-9)
-    err.print(
-        f"[green]done[/green] in {summary.seconds:.1f}s: {m.get('samples', 0)} samples in "
-        f"{summary.shards_total} shards ({summary.shards_built} built, {summary.shards_reused} reused; "
-        f"{rate:.1f} samples/s) · per workflow {m.get('per_workflow', {})}"
-    )
-    skipped = m.get("skipped", {"count": 0, "reasons": {}})
-    if skipped["count"]:
-        err.print(
-            f"[yellow]skipped {skipped['count']} input(s):[/yellow] {skipped['reasons']} (see skipped.parquet)"
-        )
-    else:
-        err.print("skipped 0 inputs")
-    if fail_on_error_rate is not None and summary.planned_samples:
-        rate_bad = skipped["count"] / summary.planned_samples
-        if rate_bad > fail_on_error_rate:
-            err.print(
-                f"[red]skip rate {rate_bad:.3f} exceeds --fail-on-error-rate {fail_on_error_rate}[/red]"
-            )
-            raise typer.Exit(1)
-
-
-@app.command()
-def build(
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="param | style | auto | region | all")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="pipeline spec YAML (default pipelines/WORKFLOW.yaml)"),
-    ] = None,
-    sources: Annotated[
-        str | None, typer.Option("--sources", help="folder, image or list file (default: bundled photos)")
-    ] = None,
-    out_dir: Annotated[
-        str, typer.Option("--out", "-o", help="output directory or URI (s3://bucket/run)")
-    ] = "aether-out",
-    num_samples: Annotated[int | None, typer.Option("--num-samples", "-n")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    samples_per_shard: Annotated[int | None, typer.Option("--samples-per-shard")] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="short edge in pixels")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="concurrent shard tasks")] = None,
-    ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="join a Ray cluster (else RAY_ADDRESS or local)")
-    ] = None,
-    annotator: Annotated[
-        str | None, typer.Option("--annotator", help="template | openai | qwen-vl (default: the spec's)")
-    ] = None,
-    openai_base_url: Annotated[
-        str | None,
-        typer.Option("--openai-base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1"),
-    ] = None,
-    openai_model: Annotated[
-        str | None, typer.Option("--openai-model", help="served model name (default: the server's first)")
-    ] = None,
-    annotator_model_path: Annotated[
-        str | None, typer.Option("--annotator-model-path", help="local Qwen2.5-VL / Qwen3-VL folder")
-    ] = None,
-    annotator_cache_dir: Annotated[
-        str | None, typer.Option("--annotator-cache-dir", help="annotation cache (default ~/.cache/aether)")
-    ] = None,
-    fail_on_error_rate: Annotated[
-        float | None,
-        typer.Option("--fail-on-error-rate", help="exit 1 if skipped / planned exceeds this fraction"),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
-) -> None:
-    """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
-    # Long only by its option declarations (typer reads them from the signature); the work is in
-    # _build_overrides, run_build and _report_build.
-    from aether_data.build.errors import BuildError
-    from aether_data.build.executor import catch_interrupts
-    from aether_data.build.run import run_build
-    from aether_data.config import SpecError, load_spec
-
-    if workflow is None and config is None:
-        workflow = "auto"
-    overrides = _build_overrides(
-        sources=sources,
-        num_samples=num_samples,
-        seed=seed,
-        samples_per_shard=samples_per_shard,
-        image_size=image_size,
-        workers=workers,
-        ray_address=ray_address,
-        annotator=annotator,
-        openai_base_url=openai_base_url,
-        openai_model=openai_model,
-        annotator_model_path=annotator_model_path,
-        annotator_cache_dir=annotator_cache_dir,
-    )
-    try:
-        spec = load_spec(config, workflow, overrides)
-    except SpecError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    err.print(
-        f"aether {__version__}: building [bold]{spec.workflow}[/bold] · {spec.num_samples} samples · "
-        f"{spec.samples_per_shard}/shard · seed {spec.seed} · {spec.runtime.workers} workers → {out_dir}"
-    )
-    progress = None if quiet else BuildProgress(err)
-    catch_interrupts()
-    try:
-        summary = run_build(spec, out_dir, progress=progress)
-    except BuildError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted:[/yellow] finished shards are kept; re-run the same command to resume")
-        raise typer.Exit(130) from None
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot write output: {exc}")
-        raise typer.Exit(1) from None
-    _report_build(summary, fail_on_error_rate)
 
 
 @app.command()
@@ -423,112 +146,6 @@ def schema(
         err.print(f"[red]error:[/red] unknown schema {name!r}; available: pipeline-spec")
         raise typer.Exit(2)
     sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
-
-
-@app.command()
-def train(
-    stage: Annotated[str, typer.Option("--stage", help="er | align | rsft | dapo")],
-    data: Annotated[
-        list[Path] | None, typer.Option("--data", help="dataset directory (repeatable); not needed for er")
-    ] = None,
-    config: Annotated[str, typer.Option("--config", help="tiny | a config name | a YAML file")] = "tiny",
-    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="checkpoint directory")] = None,
-    init: Annotated[
-        Path | None, typer.Option("--init", help="start from a previous stage's checkpoint directory")
-    ] = None,
-    num_workers: Annotated[int, typer.Option("--num-workers", help="> 1: Ray Train DDP workers")] = 1,
-    use_gpu: Annotated[bool, typer.Option("--use-gpu", help="one GPU per worker")] = False,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    no_resume: Annotated[
-        bool, typer.Option("--no-resume", help="ignore an existing checkpoint in --out")
-    ] = False,
-) -> None:
-    """Train a VeraRetouch stage on aether shards (see model_core/TRAINING.md)."""
-    from model_core.train.stage import train_stage
-
-    if stage not in ("er", "align", "rsft", "dapo"):
-        err.print(f"[red]error:[/red] unknown stage {stage!r}; choose er, align, rsft or dapo")
-        raise typer.Exit(2)
-    if stage != "er" and not data:
-        err.print(f"[red]error:[/red] stage {stage} needs --data DIR (an aether build)")
-        raise typer.Exit(2)
-    try:
-        result = train_stage(
-            stage,
-            [str(d) for d in data or []],
-            config=config,
-            max_steps=max_steps,
-            out_dir=str(out_dir) if out_dir else None,
-            resume=not no_resume,
-            num_workers=num_workers,
-            use_gpu=use_gpu,
-            seed=seed,
-            init_from=str(init) if init else None,
-            log=lambda msg: err.print(str(msg)),
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    err.print(f"[green]done[/green]: stage {stage} at step {result.get('step')} → {result.get('checkpoint')}")
-
-
-@app.command()
-def retouch(
-    image: Annotated[Path, typer.Argument(help="the photo to retouch")],
-    output: Annotated[Path, typer.Option("--out", "-o", help="output image (the reasoning goes beside it)")],
-    model: Annotated[Path | None, typer.Option("--model", help="a trained VeraRetouch directory")] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="style request (style task)")] = None,
-    params: Annotated[Path | None, typer.Option("--params", help="official param.json (param task)")] = None,
-    ref_before: Annotated[
-        Path | None, typer.Option("--ref-before", help="reference pair: before (default: INPUT itself)")
-    ] = None,
-    ref_after: Annotated[
-        Path | None, typer.Option("--ref-after", help="reference pair: after; selects reference retouching")
-    ] = None,
-    er_checkpoint: Annotated[
-        Path | None, typer.Option("--er-checkpoint", help="encoder/renderer weights (default: shipped)")
-    ] = None,
-) -> None:
-    """Retouch a photo with a trained model, or copy a reference pair's edit (--ref-after)."""
-    from aether_data.io.atomic import atomic_write_bytes
-    from aether_data.io.errors import SourceError
-    from aether_data.io.imaging import encode_jpeg, encode_png, load_image
-
-    try:
-        if ref_after is not None:
-            from model_core.retouch import reference_retouch
-
-            img = load_image(image)
-            before = load_image(ref_before) if ref_before else img
-            result = reference_retouch(
-                img, before, load_image(ref_after), checkpoint=str(er_checkpoint) if er_checkpoint else None
-            )
-            completion = None
-        else:
-            if model is None:
-                err.print(
-                    "[red]error:[/red] give --model DIR, or --ref-after (and --ref-before) for reference retouching"
-                )
-                raise typer.Exit(2)
-            if prompt is not None and params is not None:
-                err.print("[red]error:[/red] --prompt and --params are exclusive")
-                raise typer.Exit(2)
-            from model_core.inference import retouch as run_retouch
-
-            result, completion = run_retouch(model, load_image(image), prompt=prompt, params=params)
-    except SourceError as exc:
-        err.print(f"[red]error:[/red] cannot read image: {exc}")
-        raise typer.Exit(1) from None
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    data = encode_png(result) if output.suffix.lower() == ".png" else encode_jpeg(result, quality=95)
-    atomic_write_bytes(output, data)
-    err.print(f"wrote {output}")
-    if completion is not None:
-        atomic_write_bytes(output.with_suffix(".txt"), (completion + "\n").encode("utf-8"))
-        out.print(completion)
 
 
 @app.command(name="eval")

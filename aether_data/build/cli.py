@@ -1,0 +1,229 @@
+"""`aether build`: flags → spec overrides, live progress, the closing summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aether_data import __version__
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+class BuildProgress:
+    """Rich progress: shards done, samples written, samples/s and skipped inputs."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.samples = 0
+        self.skipped = 0
+        self.failed = 0
+        self.t0 = time.perf_counter()
+        self.progress = Progress(
+            TextColumn("[bold]shards"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def _stats(self) -> str:
+        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
+        return (
+            f"{self.samples} samples · {rate:.1f} samples/s · {self.skipped} skipped · {self.failed} failed"
+        )
+
+    def start(self, total_shards: int, reused: int, todo: int) -> None:
+        if reused:
+            self.console.print(f"resuming: {reused} of {total_shards} shards already done and verified")
+        self.t0 = time.perf_counter()
+        self.progress.start()
+        self.task = self.progress.add_task("build", total=total_shards, completed=reused, stats=self._stats())
+
+    def update(self, res: dict[str, Any]) -> None:
+        self.samples += int(res.get("samples") or 0)
+        self.skipped += int(res.get("skipped") or 0)
+        self.failed += 0 if res.get("ok") else 1
+        if not res.get("ok"):
+            self.console.print(f"[red]shard {res['name']} failed:[/red] {res['error']}")
+        self.progress.update(self.task, advance=1, stats=self._stats())
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _build_overrides(
+    *,
+    sources: str | None,
+    num_samples: int | None,
+    seed: int | None,
+    samples_per_shard: int | None,
+    image_size: int | None,
+    workers: int | None,
+    ray_address: str | None,
+    annotator: str | None,
+    openai_base_url: str | None,
+    openai_model: str | None,
+    annotator_model_path: str | None,
+    annotator_cache_dir: str | None,
+) -> dict[str, Any]:
+    """The spec fields that `aether build`'s flags override (only the flags that were given)."""
+    overrides: dict[str, Any] = {}
+    if sources is not None:
+        overrides.setdefault("sources", {})["path"] = sources
+    if num_samples is not None:
+        overrides["num_samples"] = num_samples
+    if seed is not None:
+        overrides["seed"] = seed
+    if samples_per_shard is not None:
+        overrides["samples_per_shard"] = samples_per_shard
+    if image_size is not None:
+        overrides.setdefault("image", {})["size"] = image_size
+    if workers is not None:
+        overrides.setdefault("runtime", {})["workers"] = workers
+    if ray_address is not None:
+        overrides.setdefault("runtime", {})["ray_address"] = ray_address
+    for field, value in (
+        ("backend", annotator),
+        ("base_url", openai_base_url),
+        ("model", openai_model),
+        ("model_path", annotator_model_path),
+        ("cache_dir", annotator_cache_dir),
+    ):
+        if value is not None:
+            overrides.setdefault("annotator", {})[field] = value
+    return overrides
+
+
+def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
+    """Print what a build did; exit 1 on failed shards or a skip rate above the limit."""
+    if summary.failed:
+        for name, why in summary.failed:
+            err.print(f"[red]shard {name} failed:[/red] {why}")
+        err.print(
+            f"[red]{len(summary.failed)} shard(s) failed[/red]; finished shards are kept, "
+            "re-run the same command to resume"
+        )
+        raise typer.Exit(1)
+    m = summary.manifest or {}
+    rate = summary.samples_written / max(summary.seconds, 1e-9)
+    err.print(
+        f"[green]done[/green] in {summary.seconds:.1f}s: {m.get('samples', 0)} samples in "
+        f"{summary.shards_total} shards ({summary.shards_built} built, {summary.shards_reused} reused; "
+        f"{rate:.1f} samples/s) · per workflow {m.get('per_workflow', {})}"
+    )
+    skipped = m.get("skipped", {"count": 0, "reasons": {}})
+    if skipped["count"]:
+        err.print(
+            f"[yellow]skipped {skipped['count']} input(s):[/yellow] {skipped['reasons']} (see skipped.parquet)"
+        )
+    else:
+        err.print("skipped 0 inputs")
+    if fail_on_error_rate is not None and summary.planned_samples:
+        rate_bad = skipped["count"] / summary.planned_samples
+        if rate_bad > fail_on_error_rate:
+            err.print(
+                f"[red]skip rate {rate_bad:.3f} exceeds --fail-on-error-rate {fail_on_error_rate}[/red]"
+            )
+            raise typer.Exit(1)
+
+
+def build_command(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="param | style | auto | region | all")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="pipeline spec YAML (default pipelines/WORKFLOW.yaml)"),
+    ] = None,
+    sources: Annotated[
+        str | None, typer.Option("--sources", help="folder, image or list file (default: bundled photos)")
+    ] = None,
+    out_dir: Annotated[
+        str, typer.Option("--out", "-o", help="output directory or URI (s3://bucket/run)")
+    ] = "aether-out",
+    num_samples: Annotated[int | None, typer.Option("--num-samples", "-n")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    samples_per_shard: Annotated[int | None, typer.Option("--samples-per-shard")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="short edge in pixels")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="concurrent shard tasks")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="join a Ray cluster (else RAY_ADDRESS or local)")
+    ] = None,
+    annotator: Annotated[
+        str | None, typer.Option("--annotator", help="template | openai | qwen-vl (default: the spec's)")
+    ] = None,
+    openai_base_url: Annotated[
+        str | None,
+        typer.Option("--openai-base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1"),
+    ] = None,
+    openai_model: Annotated[
+        str | None, typer.Option("--openai-model", help="served model name (default: the server's first)")
+    ] = None,
+    annotator_model_path: Annotated[
+        str | None, typer.Option("--annotator-model-path", help="local Qwen2.5-VL / Qwen3-VL folder")
+    ] = None,
+    annotator_cache_dir: Annotated[
+        str | None, typer.Option("--annotator-cache-dir", help="annotation cache (default ~/.cache/aether)")
+    ] = None,
+    fail_on_error_rate: Annotated[
+        float | None,
+        typer.Option("--fail-on-error-rate", help="exit 1 if skipped / planned exceeds this fraction"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
+    # Long only by its option declarations (typer reads them from the signature); the work is in
+    # _build_overrides, run_build and _report_build.
+    from aether_data.build.errors import BuildError
+    from aether_data.build.executor import catch_interrupts
+    from aether_data.build.run import run_build
+    from aether_data.config import SpecError, load_spec
+
+    if workflow is None and config is None:
+        workflow = "auto"
+    overrides = _build_overrides(
+        sources=sources,
+        num_samples=num_samples,
+        seed=seed,
+        samples_per_shard=samples_per_shard,
+        image_size=image_size,
+        workers=workers,
+        ray_address=ray_address,
+        annotator=annotator,
+        openai_base_url=openai_base_url,
+        openai_model=openai_model,
+        annotator_model_path=annotator_model_path,
+        annotator_cache_dir=annotator_cache_dir,
+    )
+    try:
+        spec = load_spec(config, workflow, overrides)
+    except SpecError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    err.print(
+        f"aether {__version__}: building [bold]{spec.workflow}[/bold] · {spec.num_samples} samples · "
+        f"{spec.samples_per_shard}/shard · seed {spec.seed} · {spec.runtime.workers} workers → {out_dir}"
+    )
+    progress = None if quiet else BuildProgress(err)
+    catch_interrupts()
+    try:
+        summary = run_build(spec, out_dir, progress=progress)
+    except BuildError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted:[/yellow] finished shards are kept; re-run the same command to resume")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write output: {exc}")
+        raise typer.Exit(1) from None
+    _report_build(summary, fail_on_error_rate)
