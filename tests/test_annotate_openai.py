@@ -32,8 +32,8 @@ from aether_data.annotate import (
     make_annotator,
     parse_completion,
 )
-from aether_data.annotate.base import build_vlm_prompt
 from aether_data.annotate.openai_backend import API_KEY_ENV, OpenAIAnnotator
+from aether_data.annotate.prompt import build_vlm_prompt
 from aether_data.annotate.validate import parse_answer, parse_variants
 from aether_data.config import AnnotatorSpec
 

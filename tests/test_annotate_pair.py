@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from aether_data.annotate import AnnotationRequest
-from aether_data.annotate.base import SYSTEM_PROMPT_VERSION, VLM_PROMPT_PARTS, build_vlm_prompt
+from aether_data.annotate.base import SYSTEM_PROMPT_VERSION, VLM_PROMPT_PARTS
 from aether_data.annotate.content import content_stats, describe_content
+from aether_data.annotate.prompt import build_vlm_prompt
 from aether_data.annotate.template import TemplateAnnotator
 from aether_data.contract import PROMPTS_DIR
 from tests.annotate_stub_server import StubServer

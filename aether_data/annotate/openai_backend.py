@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from aether_data.annotate.base import DEFAULT_VARIANTS, ImageInput, VlmAnnotatorBase, VlmJob
+from aether_data.annotate.base import DEFAULT_VARIANTS, ImageInput
 from aether_data.annotate.cache import AnnotationCache, to_uint8
 from aether_data.annotate.template import Annotation, AnnotationRequest
+from aether_data.annotate.vlm import VlmAnnotatorBase, VlmJob
 
 if TYPE_CHECKING:
     from aether_data.config import AnnotatorSpec

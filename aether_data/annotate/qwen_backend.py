@@ -32,9 +32,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aether_data.annotate.base import DEFAULT_VARIANTS, VlmAnnotatorBase, VlmJob, derive_seed
+from aether_data.annotate.base import DEFAULT_VARIANTS, derive_seed
 from aether_data.annotate.cache import AnnotationCache, to_uint8
 from aether_data.annotate.template import Annotation
+from aether_data.annotate.vlm import VlmAnnotatorBase, VlmJob
 from aether_data.contract import SPECIAL_TOKENS
 
 if TYPE_CHECKING:
