@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -70,14 +70,33 @@ def audit(
     directory: Annotated[str, typer.Argument(help="dataset directory or URI (holds manifest.json)")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
     deep: Annotated[bool, typer.Option("--deep", help="also decode every image")] = False,
+    bench: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bench",
+            help="a benchmark folder or its split.json (repeatable): prove the dataset uses none of "
+            "its held-out source photos or presets",
+        ),
+    ] = None,
 ) -> None:
     """Verify a dataset: checksums, indexes, keys, schemas. Exit 1 and name the shard on any problem."""
+    from aether_data.dataset.audit import Problem
     from aether_data.dataset.audit import audit as run_audit
 
     report = run_audit(directory, deep=deep)
+    disjoint = [_held_out_overlap(b, directory) for b in bench or []]
+    for rep in disjoint:
+        report.problems.extend(Problem(o["shard"], line) for o, line in zip(rep["overlap"], rep["problems"]))
+    report.ok = report.ok and all(r["ok"] for r in disjoint)
     if as_json:
-        out.print_json(json.dumps(report.to_dict()))
+        doc = report.to_dict()
+        if disjoint:
+            doc["disjoint"] = [{k: v for k, v in r.items() if k != "problems"} for r in disjoint]
+        out.print_json(json.dumps(doc))
     else:
+        for rep in disjoint:
+            state = "disjoint" if rep["ok"] else f"{len(rep['overlap'])} sample(s) overlap"
+            err.print(f"held-out split {rep['bench']}: {state}")
         for p in report.problems:
             err.print(f"[red]✗[/red] {p}")
         for w in getattr(report, "warnings", []) or []:
@@ -85,6 +104,18 @@ def audit(
         status = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
         err.print(f"audit {directory}: {status} · {report.shards} shards · {report.samples} samples")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _held_out_overlap(bench: str, directory: str) -> dict[str, Any]:
+    """`check_disjoint` of one benchmark split, with a one-line error for an unreadable split."""
+    from aether_data.evaluation.bench import check_disjoint
+
+    try:
+        rep = check_disjoint(bench, directory)
+    except (OSError, ValueError, KeyError) as exc:
+        err.print(f"[red]error:[/red] cannot read the benchmark split {bench}: {exc}")
+        raise typer.Exit(2) from None
+    return {"bench": bench, **rep}
 
 
 @app.command()

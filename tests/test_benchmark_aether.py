@@ -53,6 +53,12 @@ def test_aether_bench_split_and_disjointness(dataset: Path, tmp_path: Path) -> N
     assert all(o["what"] == "source" and o["value"] in split["sources"] for o in rep["overlap"])
     code, text = run_cli("benchmark", "check-disjoint", "--bench", str(bench), "--data", str(dataset))
     assert code == 1 and "uses held-out source" in text
+    # `aether audit --bench` proves the same as part of the audit: it fails and names each sample
+    code, text = run_cli("audit", str(dataset), "--bench", str(bench), "--json")
+    audit_doc = json.loads(text[text.index("{") :])
+    assert code == 1 and not audit_doc["ok"]
+    assert {o["key"] for o in audit_doc["disjoint"][0]["overlap"]} == named
+    assert sum("uses held-out source" in p["message"] for p in audit_doc["problems"]) == len(named)
 
     # a training build from the other photos only is disjoint
     by_sha = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in bundled_photos()}
@@ -62,6 +68,8 @@ def test_aether_bench_split_and_disjointness(dataset: Path, tmp_path: Path) -> N
     train = _build(tmp_path / "train", str(tmp_path / "train.txt"))
     code, text = run_cli("benchmark", "check-disjoint", "--bench", str(bench), "--data", str(train))
     assert code == 0, text
+    code, text = run_cli("audit", str(train), "--bench", str(bench / "split.json"))
+    assert code == 0 and "held-out split" in text and "disjoint" in text, text
 
     # ground truth as predictions: perfect fidelity, Table 2 (Param) layout
     pred = tmp_path / "pred" / "param"
