@@ -177,9 +177,11 @@ class AutoSpec(_Strict):
     scorer_head: str | None = Field(None, description="laion: LAION aesthetic MLP head (.pth / .safetensors)")
     scorer_device: str = Field("cpu", description="torch device of the laion scorer")
     min_source_score: float | None = Field(
-        None,
+        3.0,
         description="skip sources scoring below this, on the scorer's own scale (heuristic 0–10, laion "
-        "~0–10, qalign/liqe 1–5; reason low-aesthetic-source); None = keep all",
+        "~0–10, qalign/liqe 1–5; reason low-aesthetic-source); None = keep all. The default 3.0 keeps "
+        "every bundled photo (heuristic 3.9–9.3) and drops badly under-exposed ones (a photo at a "
+        "quarter of its exposure scores 1.1–2.5)",
     )
 
     @model_validator(mode="after")

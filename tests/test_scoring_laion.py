@@ -175,3 +175,21 @@ def test_laion_in_the_db_filter_and_the_source_filter(laion_files: dict[str, str
     with pytest.raises(SourceError) as err:
         skip.synthesize(row, img, np.random.default_rng(0))
     assert err.value.reason == "low-aesthetic-source"
+
+
+def test_default_source_filter_drops_an_underexposed_photo_and_keeps_the_bundled_ones() -> None:
+    """The default auto spec filters sources by the heuristic at 3.0: every bundled photo passes (the
+    darkest, the Hubble field, scores 3.9) and the same photo at a quarter of its exposure is skipped."""
+    from aether_data.io.errors import SourceError
+    from aether_data.workflows.auto import AutoWorkflow
+    from aether_data.workflows.base import PlanRow
+
+    spec = load_spec(workflow="auto", overrides={"auto": {"supplementary_fraction": 1.0}})
+    assert spec.auto.scorer == "heuristic" and spec.auto.min_source_score == 3.0
+    wf = AutoWorkflow(spec)
+    row = PlanRow(0, "auto_000000000", "auto", "auto-000000", 1, 0, "x.jpg")
+    for img in images():
+        assert wf.synthesize(row, img, np.random.default_rng(0)).target is img
+        with pytest.raises(SourceError) as err:
+            wf.synthesize(row, img * np.float32(0.25), np.random.default_rng(0))
+        assert err.value.reason == "low-aesthetic-source"
