@@ -14,11 +14,12 @@ import torch
 
 from aether_data.config import deep_merge
 from aether_data.contract import RETOUCH_SEQUENCE
-from model_core.data import discover_shards
 from model_core.inference import evaluate, retouch, retouch_detailed, save_result
-from model_core.train.common import TINY, load_config, read_metrics
+from model_core.model_io import build_model, load_model, read_tensors
+from model_core.shards import discover_shards
+from model_core.train.config import TINY, load_config
+from model_core.train.metrics_log import read_metrics
 from model_core.train.stage import train_stage
-from model_core.vlm import build_model, load_model, read_tensors
 
 STEPS = 30
 PHOTO = Path(__file__).resolve().parents[1] / "aether_data" / "data" / "photos" / "chelsea.jpg"
@@ -70,7 +71,8 @@ def _heldout_losses(model: Any, data: Path, tasks: list[str] | None, n_batches: 
     import contextlib
     from types import SimpleNamespace
 
-    from model_core.data import TokenSpec, make_loader
+    from model_core.data import make_loader
+    from model_core.encoding import TokenSpec
     from model_core.train.align import sft_loss
 
     loader = make_loader([data], TokenSpec.from_model(model), load_config(TINY).data, tasks=tasks, seed=0)
