@@ -26,16 +26,12 @@ from aether_data import params as P
 from aether_data.contract import TASK_TOKENS, is_valid_completion
 from aether_data.io.atomic import atomic_write_text
 from model_core import metrics as M
-from model_core.data import TokenSpec, decode_image, iter_records, task_has_image, task_prompt, vision_pixels
+from model_core.completions import completion_text, force_retouch, masks_from_completion
+from model_core.encoding import TokenSpec, decode_image, task_has_image, task_prompt, vision_pixels
+from model_core.model_io import load_model, resolve_model_dir
 from model_core.renderer import apply_lut_numpy
-from model_core.vlm import (
-    VeraRetouch,
-    completion_text,
-    force_retouch,
-    load_model,
-    masks_from_completion,
-    resolve_model_dir,
-)
+from model_core.shards import iter_records
+from model_core.vlm import VeraRetouch
 
 LUT_MIN_PIXELS = 1 << 20
 """Images with at least this many pixels are retouched through a baked LUT (else directly)."""
@@ -224,7 +220,8 @@ def retouch_detailed(
 
 def _generation_defaults(model: VeraRetouch) -> dict[str, Any]:
     """Decoding settings stored with the model (its training config), else GenerationSpec defaults."""
-    from model_core.vlm import GenerationSpec, model_metadata
+    from model_core.model_io import model_metadata
+    from model_core.vlm_config import GenerationSpec
 
     gen = GenerationSpec().model_dump()
     src = getattr(model, "source_dir", None)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aether_data.config import deep_merge
-from model_core.train.common import TINY
+from model_core.train.config import TINY
 from model_core.train.dapo import aesthetic_reward
 from model_core.train.stage import train_stage
 from tests.test_scoring_laion import TINY_CLIP, random_head_state

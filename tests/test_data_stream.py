@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -15,15 +16,10 @@ from aether_data.annotate.template import AnnotationRequest, TemplateAnnotator
 from aether_data.contract import RETOUCH_SEQUENCE, TASK_TOKENS
 from aether_data.dataset.tar import TarWriter
 from aether_data.sampling import sample_params
-from model_core.data import (
-    ShardStream,
-    ShuffleBuffer,
-    TaskSampleStream,
-    TokenSpec,
-    discover_shards,
-    encode_sample,
-    epoch_assignment,
-)
+from model_core.data import TaskSampleStream
+from model_core.encoding import TokenSpec, encode_sample
+from model_core.shard_stream import ShardStream, ShuffleBuffer, epoch_assignment
+from model_core.shards import discover_shards
 
 PER_SHARD = 6
 LAYOUT = {"param": 3, "auto": 3, "style": 2}
@@ -70,6 +66,10 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     )
                     index += 1
                 w.commit()
+    # the manifest lists the shards (the trainer reads those, not a glob of shards/)
+    listed = sorted(f"shards/{p.name}" for p in (root / "shards").glob("*.tar"))
+    manifest = {"shards": [{"name": Path(p).stem, "path": p, "samples": PER_SHARD} for p in listed]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 
@@ -82,6 +82,35 @@ def test_discover_groups_by_task(shard_dir: Path) -> None:
     assert {t: len(v) for t, v in found.items()} == {"auto": 3, "param": 3, "style": 2}
     with pytest.raises(FileNotFoundError):
         discover_shards([shard_dir / "missing"])
+
+
+def test_a_dataset_reads_the_shards_its_manifest_lists(shard_dir: Path, tmp_path: Path) -> None:
+    """A dataset dir with a manifest.json: exactly the shards it lists ("shards"[].path, as `aether
+    build` writes them), never an unlisted tar that sits in shards/ (a stray or half-written file)."""
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(shard_dir, ds)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    # an extra shard in a valid name and format, that the manifest does not list
+    shutil.copy(ds / "shards" / "param-000000.tar", ds / "shards" / "param-000099.tar")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a manifest is there: no fallback warning
+        found = discover_shards([ds])
+    assert {t: len(v) for t, v in found.items()} == {"auto": 3, "param": 3, "style": 2}
+    assert not any(p.endswith("param-000099.tar") for v in found.values() for p in v)
+    stream = ShardStream(found["param"], seed=0, shuffle_buffer=4, epochs=1)
+    assert len(_keys(stream)) == 3 * PER_SHARD  # the copy's samples (same keys) are not read twice
+    assert not any("param-000099" in s for s in stream.stats.epoch_shards)
+    # without a manifest the dir's shard names are globbed, with a warning
+    (ds / "manifest.json").unlink()
+    with pytest.warns(UserWarning, match="no manifest.json"):
+        assert len(discover_shards([ds])["param"]) == 4
+    # a manifest that lists a missing shard is an error, not a silent skip
+    manifest["shards"].append({"name": "param-000123", "path": "shards/param-000123.tar"})
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FileNotFoundError, match="param-000123"):
+        discover_shards([ds])
 
 
 def test_epoch_assignment_partitions_shards() -> None:
@@ -154,7 +183,7 @@ def test_resampling_streams_past_an_epoch(shard_dir: Path) -> None:
 
 
 def _spec(image_tokens: int = 4) -> TokenSpec:
-    from model_core.vlm import add_special_tokens, byte_tokenizer
+    from model_core.tokenizer import add_special_tokens, byte_tokenizer
 
     tok = byte_tokenizer()
     add_special_tokens(tok, "<image>")

@@ -109,8 +109,8 @@ def test_template_param_prompts_mix_dict_and_plain_text_by_share() -> None:
 @pytest.mark.parametrize("workflow", ["auto", "style", "param"])
 def test_chat_text_equals_official_get_prompt(workflow: str) -> None:
     """conversation_text and the trainer's token sequence both equal conv_qwen_2.get_prompt()."""
-    from model_core.data import TokenSpec, encode_sample
-    from model_core.vlm import add_special_tokens, byte_tokenizer
+    from model_core.encoding import TokenSpec, encode_sample
+    from model_core.tokenizer import add_special_tokens, byte_tokenizer
 
     _, values = sample_params(np.random.default_rng(3), degrade=workflow == "auto")
     preset = {"id": "x", "name": "Teal Film", "primary": "film", "fine": "teal"}

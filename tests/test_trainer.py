@@ -14,16 +14,20 @@ import torch
 
 from aether_data.config import deep_merge
 from aether_data.contract import RETOUCH_SEQUENCE
-from model_core.data import discover_shards
 from model_core.inference import evaluate, retouch, retouch_detailed, save_result
-from model_core.train.common import TINY, load_config, read_metrics
+from model_core.model_io import build_model, load_model, read_tensors
+from model_core.shards import discover_shards
+from model_core.train.config import TINY, load_config
+from model_core.train.metrics_log import read_metrics
 from model_core.train.stage import train_stage
-from model_core.vlm import build_model, load_model, read_tensors
 
 STEPS = 30
 PHOTO = Path(__file__).resolve().parents[1] / "aether_data" / "data" / "photos" / "chelsea.jpg"
-# a fixed small batch per task, so "the loss falls" is about optimisation, not batch noise
-SMOKE = deep_merge(TINY, {"data": {"fixed_batch": True}, "dapo": {"max_new_tokens": 16}})
+# Each stage streams the 64-sample build (30 steps × batch 2 ≈ one epoch). With `fixed_batch` (one
+# batch of 2 samples repeated 30 times) a stage only overfits those 2 samples, and what carries over
+# to held-out data is luck: after the official prompts it measured no render-L1 gain at all (RSFT
+# 0.2614 → 0.2615, auto PSNR 9.91 → 9.72 dB). Streamed, every held-out margin below is real.
+SMOKE = deep_merge(TINY, {"dapo": {"max_new_tokens": 16}})
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,8 @@ def _heldout_losses(model: Any, data: Path, tasks: list[str] | None, n_batches: 
     import contextlib
     from types import SimpleNamespace
 
-    from model_core.data import TokenSpec, make_loader
+    from model_core.data import make_loader
+    from model_core.encoding import TokenSpec
     from model_core.train.align import sft_loss
 
     loader = make_loader([data], TokenSpec.from_model(model), load_config(TINY).data, tasks=tasks, seed=0)
@@ -92,18 +97,22 @@ def _untrained() -> Any:
     return build_model(cfg.model, cfg.renderer, seed=0)  # what every stage run starts from
 
 
-# Held-out baselines, measured (CPU, torch 1 thread, the 24-sample seed-1234 build; 8 fixed batches):
+# Held-out baselines, measured (CPU, torch 1 thread, the 24-sample seed-1234 build; 8 fixed batches;
+# official prompts, streamed training):
 #                         CE param   CE all   L1 param   L1 all
-#   untrained model        6.977      6.965     0.355     0.342
-#   align (30 steps)       2.872      5.594     0.284     0.275
-#   rsft  (30 steps)       3.866      4.388     0.285     0.275
-#   dapo  (30 steps)       4.810      5.311     0.289     0.278
+#   untrained model        6.973      6.972     0.2958    0.2614
+#   align (30 steps)       2.045      5.752     0.2463    0.2347
+#   rsft  (30 steps)       2.887      3.948     0.2457    0.2319
+#   dapo  (30 steps)       4.463      5.023     0.2450    0.2296
 #   identity (input)         -          -       0.0217    0.050
 # evaluate() PSNR, 4 held-out samples per task (auto / param / style), dB:
-#   untrained 7.16 / 8.58 / 9.75 · rsft 10.33 / 11.53 / 11.51 · dapo 7.07 / 11.43 / 11.65
-# The tiny random renderer is far from identity after 30 steps, so the baseline these smoke runs
-# must beat with a margin is the untrained model they start from; the margins below are about 70%
-# of the measured ones (PSNR: 1 dB below).
+#   untrained 9.91 / 10.43 / 11.68 · rsft 11.13 / 12.73 / 13.28 · dapo 11.54 / 12.74 / 13.22
+# The tiny renderer is random (and frozen), far from identity, so the baseline these smoke runs must
+# beat with a margin is the untrained model they start from; the margins below are about 70% of the
+# measured ones. How far the untrained model is from what the renderer can reach depends on the
+# random draw (untrained held-out L1 0.22 to 0.38 over build seeds 0-4; the 0.342 of the first
+# measurement was already 0.261 before the official prompts landed, at 8165fb0, after the region
+# task token grew the vocabulary), which is why the bars are relative to the untrained model.
 @pytest.fixture(scope="module")
 def untrained_heldout(heldout: Path) -> dict[str, dict[str, float]]:
     m = _untrained()
@@ -133,12 +142,13 @@ def test_align_loss_falls_and_vision_stays_frozen(
     r = runs["align"]
     assert r["step"] == STEPS and r["tasks"] == ["param"]
     losses = r["losses"]
-    assert _mean(losses[-5:]) < 0.7 * _mean(losses[:5]), losses
-    # on held-out param samples, against the untrained model (measured: CE 6.98 → 2.87, L1 0.355 → 0.284)
+    # streamed batches (measured: first 5 steps 6.81, last 5 2.59)
+    assert _mean(losses[-5:]) < 0.5 * _mean(losses[:5]), losses
+    # on held-out param samples, against the untrained model (measured: CE 6.973 → 2.045,
+    # L1 0.2958 → 0.2463)
     base, got = untrained_heldout["param"], _heldout_losses(load_model(r["model"]), heldout, ["param"])
-    assert got["ce"] <= base["ce"] - 3.0, (got, base)
-    # measured after the official prompts landed: L1 0.296 → 0.263 (was 0.355 → 0.284 before)
-    assert got["l1"] <= base["l1"] - 0.02, (got, base)
+    assert got["ce"] <= base["ce"] - 3.4, (got, base)
+    assert got["l1"] <= base["l1"] - 0.035, (got, base)
     ce = [h["ce"] for h in r["history"]]
     assert ce[-1] < ce[0]
     fresh = build_model(load_config(SMOKE).model, load_config(SMOKE).renderer, seed=0).state_dict()
@@ -158,15 +168,13 @@ def test_rsft_trains_only_the_llm(
 ) -> None:
     r = runs["rsft"]
     losses = r["losses"]
-    assert _mean(losses[-5:]) < 0.7 * _mean(losses[:5]), losses
-    # on held-out samples of every task, against the untrained model (measured: CE 6.97 → 4.39,
-    # L1 0.342 → 0.275)
+    # streamed batches of mixed tasks (measured: first 5 steps 6.90, last 5 4.60)
+    assert _mean(losses[-5:]) < 0.77 * _mean(losses[:5]), losses
+    # on held-out samples of every task, against the untrained model (measured: CE 6.972 → 3.948,
+    # L1 0.2614 → 0.2319)
     base, got = untrained_heldout["all"], _heldout_losses(load_model(r["model"]), heldout, None)
-    assert got["ce"] <= base["ce"] - 1.8, (got, base)
-    # measured after the official prompts and <|im_end|> labels landed: render L1 0.2614 → 0.2615,
-    # no held-out gain in 30 fixed-batch steps (it was 0.342 → 0.275): kept as a no-worse bar and
-    # reported as a regression to investigate; CE is what these steps learn
-    assert got["l1"] <= base["l1"] + 0.01, (got, base)
+    assert got["ce"] <= base["ce"] - 2.1, (got, base)
+    assert got["l1"] <= base["l1"] - 0.02, (got, base)
     assert set(r["tasks"]) == set(discover_shards([dataset])) >= {"param", "auto"}
     aligned, _ = read_tensors(Path(runs["align"]["model"]) / "model.safetensors")
     tuned, _ = read_tensors(Path(r["model"]) / "model.safetensors")
@@ -206,17 +214,17 @@ def test_dapo_runs_single_task_steps_with_bounded_rewards(runs: dict[str, dict[s
 def test_dapo_keeps_what_rsft_learned_on_held_out_data(
     runs: dict[str, dict[str, Any]], heldout: Path, untrained_heldout: dict[str, dict[str, float]]
 ) -> None:
-    """30 DAPO steps on one fixed batch do not improve held-out metrics over their RSFT init (auto
-    PSNR measured 10.33 → 7.07 dB); what they must keep is RSFT's lead over the untrained model:
-    measured CE 6.97 → 5.31 and PSNR +2.85 dB (param), +1.90 dB (style)."""
+    """30 DAPO steps do not improve held-out metrics much over their RSFT init (PSNR param 12.73 →
+    12.74, style 13.28 → 13.22 dB); what they must keep is RSFT's lead over the untrained model:
+    measured CE 6.972 → 5.023, L1 0.2614 → 0.2296 and PSNR +2.31 dB (param), +1.54 dB (style)."""
     got = _heldout_losses(load_model(runs["dapo"]["model"]), heldout, None)
-    assert got["ce"] <= untrained_heldout["all"]["ce"] - 1.1, got
+    assert got["ce"] <= untrained_heldout["all"]["ce"] - 1.35, got
+    assert got["l1"] <= untrained_heldout["all"]["l1"] - 0.022, got
     base = evaluate(_untrained(), [heldout], tasks=["param", "style"], max_samples=4)["tasks"]
     rep = evaluate(runs["dapo"]["model"], [heldout], tasks=["param", "style"], max_samples=4)["tasks"]
-    # measured after the official prompts landed: param 10.43 → 10.88 dB (was +2.85 dB before);
-    # no-collapse bars until the tiny-run regression is understood
-    assert rep["param"]["psnr"] >= base["param"]["psnr"] - 0.5, (rep, base)
-    assert rep["style"]["psnr"] >= base["style"]["psnr"] - 0.5, (rep, base)
+    # measured: param 10.43 → 12.74, style 11.68 → 13.22 dB
+    assert rep["param"]["psnr"] >= base["param"]["psnr"] + 1.6, (rep, base)
+    assert rep["style"]["psnr"] >= base["style"]["psnr"] + 1.05, (rep, base)
 
 
 def test_metrics_csv_and_safetensors_only(runs: dict[str, dict[str, Any]]) -> None:
@@ -275,10 +283,10 @@ def test_evaluate_reports_per_task_metrics(runs: dict[str, dict[str, Any]], held
             m
         )
         assert 0.0 <= m["hist_luminance"] <= 1.0
-        # before the official prompts landed RSFT beat the untrained model by +3.17 (auto), +2.95
-        # (param), +1.76 dB (style); after, auto measured 9.91 → 9.72 dB: a no-collapse bar until
-        # that tiny-run regression is understood
-        assert m["psnr"] >= base["tasks"][t]["psnr"] - 0.5, (t, m["psnr"], base["tasks"][t]["psnr"])
+        # measured against the untrained model: auto 9.91 → 11.13, param 10.43 → 12.73, style
+        # 11.68 → 13.28 dB; bars about 70% of each gain
+        gain = {"auto": 0.85, "param": 1.6, "style": 1.1}[t]
+        assert m["psnr"] >= base["tasks"][t]["psnr"] + gain, (t, m["psnr"], base["tasks"][t]["psnr"])
     assert ("lpips" in rep["all"]) == rep["lpips_available"]
 
 

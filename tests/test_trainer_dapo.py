@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from aether_data.contract import INACTIVE_TEXT, RETOUCH_SEQUENCE
-from model_core.train.common import DAPOSpec
+from model_core.train.config import DAPOSpec
 from model_core.train.dapo import (
     aesthetic_reward,
     clipped_objective,

@@ -10,8 +10,10 @@ import yaml
 
 from aether_data.contract import INACTIVE_TEXT, RETOUCH_SEQUENCE, SPECIAL_TOKENS
 from model_core.adaptor import RetouchAdaptor
-from model_core.train.common import CONFIG_DIR, TINY, load_config
-from model_core.vlm import VeraRetouch, build_model, load_model, masks_from_completion, save_model
+from model_core.completions import masks_from_completion
+from model_core.model_io import build_model, load_model, save_model
+from model_core.train.config import CONFIG_DIR, TINY, load_config
+from model_core.vlm import VeraRetouch
 
 COMPLETION = (
     "<plan_light_start>Slightly increase exposure (Exposure2012) by +0.100.<plan_light_end>\n"
@@ -139,6 +141,6 @@ def test_stored_tokenizer_corpus_equals_the_template_annotators_output() -> None
     Regenerate with `python -m aether_data.annotate.corpus` after changing template wording.
     """
     from aether_data.annotate.corpus import corpus_json
-    from model_core.vlm import TOKENIZER_CORPUS
+    from model_core.tokenizer import TOKENIZER_CORPUS
 
     assert TOKENIZER_CORPUS.read_text(encoding="utf-8") == corpus_json()

@@ -50,7 +50,7 @@ def corpus_json(n: int = 40, seed: int = 0) -> str:
 
 
 if __name__ == "__main__":  # python -m aether_data.annotate.corpus [OUT]
-    from model_core.vlm import TOKENIZER_CORPUS
+    from model_core.tokenizer import TOKENIZER_CORPUS
 
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else TOKENIZER_CORPUS
     atomic_write_text(out, corpus_json())

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from model_core.train.common import AlignSpec, Stage, StepContext
+from model_core.train.common import Stage, StepContext
+from model_core.train.config import AlignSpec
 
 
 def sft_loss(ctx: StepContext, batch: dict[str, Any], alpha: float) -> tuple[torch.Tensor, dict[str, float]]:

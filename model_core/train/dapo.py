@@ -33,8 +33,10 @@ import torch
 
 from aether_data.contract import is_valid_completion
 from aether_data.scoring.registry import make_scorer, normalised
-from model_core.train.common import DAPOSpec, Stage, StepContext
-from model_core.vlm import VeraRetouch, completion_text, force_retouch, masks_from_completion
+from model_core.completions import completion_text, force_retouch, masks_from_completion
+from model_core.train.common import Stage, StepContext
+from model_core.train.config import DAPOSpec
+from model_core.vlm import VeraRetouch
 
 ADV_EPS = 1e-6
 

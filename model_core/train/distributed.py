@@ -32,7 +32,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from model_core.train.common import TrainConfig, run_stage
+    from model_core.train.common import run_stage
+    from model_core.train.config import TrainConfig
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -86,7 +87,7 @@ def run_distributed(
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from model_core.train.common import read_metrics
+    from model_core.train.metrics_log import read_metrics
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

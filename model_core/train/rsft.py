@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from model_core.train.align import sft_step
-from model_core.train.common import RSFTSpec, Stage
+from model_core.train.common import Stage
+from model_core.train.config import RSFTSpec
 
 LLM_PREFIXES: tuple[str, ...] = ("vlm.model.language_model.", "vlm.lm_head.")
 """State-dict prefixes of the LLM (Llava layout) kept at pre-trained values when `reset_llm`."""

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from aether_data.io.imaging import IMAGE_EXTENSIONS
-from model_core.train.common import STAGES, TrainConfig, load_config, run_stage
+from model_core.train.common import run_stage
+from model_core.train.config import STAGES, TrainConfig, load_config
 from model_core.train.distributed import run_distributed
 
 __all__ = ["train_stage"]
