@@ -128,7 +128,10 @@ def train_command(
 def retouch_command(
     image: Annotated[Path, typer.Argument(help="the photo to retouch")],
     output: Annotated[Path, typer.Option("--out", "-o", help="output image (the reasoning goes beside it)")],
-    model: Annotated[Path | None, typer.Option("--model", help="a trained VeraRetouch directory")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="a trained VeraRetouch directory, or the official release folder"),
+    ] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", help="style request (style task)")] = None,
     params: Annotated[Path | None, typer.Option("--params", help="official param.json (param task)")] = None,
     ref_before: Annotated[
@@ -140,6 +143,17 @@ def retouch_command(
     er_checkpoint: Annotated[
         Path | None, typer.Option("--er-checkpoint", help="encoder/renderer weights (default: shipped)")
     ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option("--temperature", help="sampling temperature, 0 = greedy (default: the model's)"),
+    ] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", help="nucleus sampling (default: the model's)")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", help="generation budget (default: the model's)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
 ) -> None:
     """Retouch a photo with a trained model, or copy a reference pair's edit (--ref-after)."""
     from aether_data.io.atomic import atomic_write_bytes
@@ -167,7 +181,16 @@ def retouch_command(
                 raise typer.Exit(2)
             from model_core.inference import retouch as run_retouch
 
-            result, completion = run_retouch(model, load_image(image), prompt=prompt, params=params)
+            result, completion = run_retouch(
+                model,
+                load_image(image),
+                prompt=prompt,
+                params=params,
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+            )
     except SourceError as exc:
         err.print(f"[red]error:[/red] cannot read image: {exc}")
         raise typer.Exit(1) from None

@@ -54,6 +54,26 @@ def vision_pixels(img: np.ndarray, size: int, mean: Sequence[float], std: Sequen
     return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
 
 
+def official_vision_pixels(
+    img: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float], short_edge: int = 512
+) -> torch.Tensor:
+    """The official VLM input (``resize2_512p`` + ``process_images_``), in 8-bit PIL like the
+    original: short edge to `short_edge` with LANCZOS (long edge truncated), centred on a square of
+    the mean colour, bicubic resize to `size`, /255, normalised."""
+    from PIL import Image
+
+    pil = Image.fromarray((np.clip(img[..., :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+    w, h = pil.size
+    tw, th = (short_edge, int(h * (short_edge / w))) if w <= h else (int(w * (short_edge / h)), short_edge)
+    pil = pil.resize((tw, th), Image.Resampling.LANCZOS)
+    side = max(tw, th)
+    canvas = Image.new("RGB", (side, side), tuple(int(m * 255) for m in mean))
+    canvas.paste(pil, ((side - tw) // 2, (side - th) // 2))
+    sq = np.asarray(canvas.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    out = (sq - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+
 def to_chw(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 

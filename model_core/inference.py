@@ -7,6 +7,11 @@ retouch tokens' predecessors' hidden states become latents (groups whose plan sa
 needed." are masked off), and the renderer retouches the photo at full resolution through a baked 3D
 LUT (a per-pixel model is a colour map). If generation stops without the retouch tokens they are
 appended, so an image always comes back; `RetouchResult.valid` says whether the text was well-formed.
+
+Models loaded from the official release folder use the official recipe instead (`ModelConfig.recipe`,
+`model_core.official_vlm`): sampling at T 0.2 / top-p 0.8, masks all on for auto/style and from the
+parameters for param, the 512 short-edge pre-resize of the VLM image, a direct per-pixel render.
+Every one of these can still be overridden per call (temperature, top_p, lut).
 """
 
 from __future__ import annotations
@@ -27,8 +32,22 @@ from aether_data.contract import TASK_TOKENS, is_valid_completion
 from aether_data.io.atomic import atomic_write_text
 from model_core import metrics as M
 from model_core.completions import completion_text, force_retouch, masks_from_completion
-from model_core.encoding import TokenSpec, decode_image, task_has_image, task_prompt, vision_pixels
-from model_core.model_io import load_model, resolve_model_dir
+from model_core.encoding import (
+    TokenSpec,
+    decode_image,
+    official_vision_pixels,
+    task_has_image,
+    task_prompt,
+    vision_pixels,
+)
+from model_core.model_io import load_model, resolve_model_dir, weights_stamp
+from model_core.official_vlm import (
+    OFFICIAL_MAX_NEW_TOKENS,
+    OFFICIAL_SHORT_EDGE,
+    OFFICIAL_TEMPERATURE,
+    OFFICIAL_TOP_P,
+    official_masks,
+)
 from model_core.renderer import apply_lut_numpy
 from model_core.shards import iter_records
 from model_core.vlm import VeraRetouch
@@ -44,7 +63,7 @@ def get_model(model: str | Path | VeraRetouch, device: str = "cpu") -> VeraRetou
     if isinstance(model, VeraRetouch):
         return model
     d = resolve_model_dir(model)
-    key = (str(d.resolve()), (d / "model.safetensors").stat().st_mtime, device)
+    key = (str(d.resolve()), weights_stamp(d), device)
     if key not in _MODELS:
         _MODELS[key] = load_model(d, device)
     return _MODELS[key]
@@ -74,8 +93,8 @@ def resolve_request(
 
     if params is not None and prompt is not None:
         raise ValueError("give a prompt or parameters, not both")
-    if params is not None:
-        values = P.read_param_json(params) if isinstance(params, (str, Path)) else P.validate(params)
+    values = _param_values(params)
+    if values is not None:
         return "param", build_prompt("param", params=values)
     if prompt is not None and prompt.strip():
         text = " ".join(prompt.split())
@@ -84,6 +103,18 @@ def resolve_request(
                 return wf, prompt.strip()  # a full prompt: keep its line breaks (official prompts have them)
         return "style", build_prompt("style", instruction=text)
     return "auto", build_prompt("auto")
+
+
+def _param_values(params: Mapping[str, float] | str | Path | None) -> dict[str, float] | None:
+    """Slider-scale parameters from a mapping or a param.json path (official ±100 scale)."""
+    if params is None:
+        return None
+    return P.read_param_json(params) if isinstance(params, (str, Path)) else P.validate(params)
+
+
+def is_official_recipe(model: VeraRetouch) -> bool:
+    """Whether the model runs with the official inference recipe (see module docstring)."""
+    return getattr(model.config, "recipe", "aether") == "official"
 
 
 @dataclass
@@ -114,14 +145,7 @@ def _generate(
     spec = TokenSpec.from_model(model)
     has_image = task_has_image(items[0][0])
     prompts = [spec.prompt_ids(p, has_image) for _, p, _ in items]
-    dev = next(model.parameters()).device
-    pix = (
-        torch.stack(
-            [vision_pixels(img, spec.image_size, spec.image_mean, spec.image_std) for _, _, img in items]
-        ).to(dev)
-        if has_image
-        else None
-    )
+    pix = _pixels_for(model, [img for _, _, img in items], items[0][0])
     comps = model.generate_ids(
         prompts, pix, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
     )
@@ -172,9 +196,14 @@ def _pixels_for(model: VeraRetouch, images: Sequence[np.ndarray], workflow: str)
         return None
     c = model.config
     dev = next(model.parameters()).device
-    return torch.stack([vision_pixels(img, c.image_size, c.image_mean, c.image_std) for img in images]).to(
-        dev
-    )
+    if is_official_recipe(model):
+        pix = [
+            official_vision_pixels(i, c.image_size, c.image_mean, c.image_std, OFFICIAL_SHORT_EDGE)
+            for i in images
+        ]
+    else:
+        pix = [vision_pixels(img, c.image_size, c.image_mean, c.image_std) for img in images]
+    return torch.stack(pix).to(dev)
 
 
 def retouch_detailed(
@@ -185,6 +214,7 @@ def retouch_detailed(
     *,
     max_new_tokens: int | None = None,
     temperature: float | None = None,
+    top_p: float | None = None,
     seed: int = 0,
     lut: bool | None = None,
     device: str = "cpu",
@@ -201,8 +231,11 @@ def retouch_detailed(
         [(workflow, text_prompt, img)],
         int(max_new_tokens or meta_gen["max_new_tokens"]),
         float(meta_gen["temperature"] if temperature is None else temperature),
-        float(meta_gen["top_p"]),
+        float(meta_gen["top_p"] if top_p is None else top_p),
     )
+    if is_official_recipe(m):
+        masks = official_masks(workflow, _param_values(params))
+        lut = False if lut is None else lut
     z = _latents(m, [seq], [masks], _pixels_for(m, [img], workflow))
     out = np.clip(render(m, img, z[0], lut), 0.0, 1.0)
     tail = "" if not forced else "".join(m.tokenizer.convert_ids_to_tokens(list(m.retouch_ids)))
@@ -219,11 +252,15 @@ def retouch_detailed(
 
 
 def _generation_defaults(model: VeraRetouch) -> dict[str, Any]:
-    """Decoding settings stored with the model (its training config), else GenerationSpec defaults."""
+    """Decoding settings stored with the model (its training config), else GenerationSpec defaults;
+    the official script's settings for the official recipe."""
     from model_core.model_io import model_metadata
     from model_core.vlm_config import GenerationSpec
 
     gen = GenerationSpec().model_dump()
+    if is_official_recipe(model):
+        return {**gen, "temperature": OFFICIAL_TEMPERATURE, "top_p": OFFICIAL_TOP_P,
+                "max_new_tokens": OFFICIAL_MAX_NEW_TOKENS}  # fmt: skip
     src = getattr(model, "source_dir", None)
     if src is not None:
         try:
@@ -245,8 +282,8 @@ def retouch(
 
     `image` is a path or an array; `prompt` a style request (or any text starting with a task
     token); `params` a mapping of Lightroom slider values or a ``param.json`` path (official format).
-    Neither = auto retouch. Keyword options: max_new_tokens, temperature (0 = greedy), seed, lut,
-    device.
+    Neither = auto retouch. Keyword options: max_new_tokens, temperature (0 = greedy), top_p, seed,
+    lut, device.
     """
     res = retouch_detailed(model_dir, image, prompt, params, **kwargs)
     return res.image, res.completion

@@ -32,16 +32,20 @@ def _torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def _build_backbone(cfg: ModelConfig, tokenizer: Any, hf_config_dir: Path | None) -> nn.Module:
-    """The HF backbone: from a saved HF config (model dirs), a local checkpoint, or a fresh config."""
+def _build_backbone(
+    cfg: ModelConfig, tokenizer: Any, hf_config_dir: Path | None, hf_config: Any = None
+) -> nn.Module:
+    """The HF backbone: from an HF config (object, or saved in a model dir), a local checkpoint, or a
+    fresh config."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     kwargs: dict[str, Any] = {}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    if hf_config_dir is not None:
-        hf_cfg = AutoConfig.from_pretrained(str(hf_config_dir))
-        return AutoModelForImageTextToText.from_config(hf_cfg, **kwargs)
+    if hf_config is None and hf_config_dir is not None:
+        hf_config = AutoConfig.from_pretrained(str(hf_config_dir))
+    if hf_config is not None:
+        return AutoModelForImageTextToText.from_config(hf_config, **kwargs)
     if cfg.pretrained:
         return AutoModelForImageTextToText.from_pretrained(
             cfg.pretrained, dtype=_torch_dtype(cfg.dtype), local_files_only=True, **kwargs
@@ -91,17 +95,19 @@ def build_model(
     _hf_config_dir: Path | None = None,
     _tokenizer_dir: Path | None = None,
     _load_renderer: bool = True,
+    _hf_config: Any = None,
 ) -> VeraRetouch:
     """A fresh VeraRetouch: backbone (random or `pretrained`), tokens added, new adaptor, renderer
-    (from `renderer_spec.checkpoint` when given). `seed` fixes every random initialisation."""
+    (from `renderer_spec.checkpoint` when given). `seed` fixes every random initialisation.
+    `_hf_config` (an HF config object) or `_hf_config_dir` fix the backbone's architecture."""
     torch.manual_seed(seed)
     tokenizer = _load_tokenizer(cfg, _tokenizer_dir)
     add_special_tokens(tokenizer, cfg.image_token)
-    vlm = _build_backbone(cfg, tokenizer, _hf_config_dir)
+    vlm = _build_backbone(cfg, tokenizer, _hf_config_dir, _hf_config)
     vocab = vlm.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > vocab:
         vlm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    if _hf_config_dir is None and cfg.pretrained:
+    if _hf_config is not None or (_hf_config_dir is None and cfg.pretrained):
         image_id = int(tokenizer.convert_tokens_to_ids(cfg.image_token))
         vlm.config.image_token_id = image_id
     er_cfg = renderer_spec.resolve()
@@ -162,12 +168,25 @@ def save_model(model: VeraRetouch, directory: str | Path, extra: Mapping[str, An
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """Accept a model dir or a training out dir (whose final model is in ``model/``)."""
+    """Accept a model dir, a training out dir (whose final model is in ``model/``), or the official
+    VeraRetouch release folder (``config.json`` + single-file or sharded weights)."""
+    from model_core.official_vlm import is_official_model_dir
+
     p = Path(path)
     for cand in (p, p / "model"):
-        if (cand / WEIGHTS_FILE).is_file():
+        if (cand / WEIGHTS_FILE).is_file() or is_official_model_dir(cand):
             return cand
-    raise FileNotFoundError(f"{p}: no {WEIGHTS_FILE} (expected a model dir or a training out dir)")
+    raise FileNotFoundError(
+        f"{p}: no {WEIGHTS_FILE} (expected a model dir, a training out dir or the official VeraRetouch folder)"
+    )
+
+
+def weights_stamp(directory: Path) -> float:
+    """Latest modification time of a model dir's weights and config (a cache key: retrained or
+    replaced weights are reloaded)."""
+    names = (WEIGHTS_FILE, "config.json", "model.safetensors.index.json", "pytorch_model.bin")
+    times = [(directory / n).stat().st_mtime for n in names if (directory / n).is_file()]
+    return max(times, default=0.0)
 
 
 def load_state_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], what: str) -> None:
@@ -184,8 +203,13 @@ def load_state_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], wha
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VeraRetouch:
-    """Rebuild a saved model (no network, no `pretrained` needed) in eval mode."""
+    """Rebuild a saved model (no network, no `pretrained` needed) in eval mode; the official release
+    folder is loaded through `model_core.official_vlm`."""
+    from model_core.official_vlm import is_official_model_dir, load_official_model
+
     d = resolve_model_dir(path)
+    if is_official_model_dir(d):
+        return load_official_model(d, device=device)
     tensors, meta = read_tensors(d / WEIGHTS_FILE)
     if meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"{d}: not a VeraRetouch model (format {meta.get('format')!r})")

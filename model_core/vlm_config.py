@@ -41,6 +41,13 @@ class ModelConfig(BaseModel):
     """Middle width of the adaptor; None = 3·hidden/2 (1344 for FastVLM-0.5B)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: str | None = "sdpa"
+    recipe: Literal["aether", "official"] = "aether"
+    """Inference recipe. ``aether``: greedy decoding, masks from the completion's plans, float
+    pad-and-resize vision input, a baked LUT for large photos. ``official`` (set when the official
+    release folder is loaded, `model_core.official_vlm`): what the official ``inference.py`` does:
+    sampling (T 0.2, top-p 0.8), masks all on for auto/style and from the parameters for param, the
+    photo's short edge resized to 512 (LANCZOS) before the square pad, a per-pixel render at full
+    resolution."""
 
 
 class RendererSpec(BaseModel):
