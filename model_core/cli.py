@@ -155,7 +155,8 @@ def retouch_command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
 ) -> None:
-    """Retouch a photo with a trained model, or copy a reference pair's edit (--ref-after)."""
+    """Retouch a photo with a trained model or the official release folder, or copy a reference
+    pair's edit (--ref-after)."""
     from aether_data.io.atomic import atomic_write_bytes
     from aether_data.io.errors import SourceError
     from aether_data.io.imaging import encode_jpeg, encode_png, load_image

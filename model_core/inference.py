@@ -316,8 +316,8 @@ def evaluate(
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the model on every sample of `data_dirs` (shard order, greedy decoding;
-    `max_samples` caps each task).
+    """Metrics of the model on every sample of `data_dirs` (shard order, greedy decoding for every
+    model, the official recipe's masks for an official model; `max_samples` caps each task).
 
     Each sample is retouched from its official prompt (style: the first instruction) at the stored
     resolution and compared with its target. Returns {"samples", "tasks": {task: {n, psnr, ssim,
@@ -330,18 +330,17 @@ def evaluate(
     n_tokens = int(max_new_tokens or gen["max_new_tokens"])
     rng = np.random.default_rng(0)
     rows: dict[str, list[dict[str, float]]] = {}
-    pending: dict[str, list[tuple[str, str, np.ndarray, np.ndarray]]] = {}
+    pending: dict[str, list[tuple[str, str, np.ndarray, np.ndarray, list[int] | None]]] = {}
     seen: dict[str, int] = {}
 
     def flush(task: str) -> None:
         items = pending.pop(task, [])
         if not items:
             return
-        results = _generate(m, [(wf, p, img) for wf, p, img, _ in items], n_tokens, 0.0, 1.0)
-        z = _latents(
-            m, [r[0] for r in results], [r[2] for r in results], _pixels_for(m, [it[2] for it in items], task)
-        )
-        for (wf, _, img, tgt), (_, text, _, _), zi in zip(items, results, z):
+        results = _generate(m, [(wf, p, img) for wf, p, img, _, _ in items], n_tokens, 0.0, 1.0)
+        masks = [fixed or r[2] for (*_, fixed), r in zip(items, results)]
+        z = _latents(m, [r[0] for r in results], masks, _pixels_for(m, [it[2] for it in items], task))
+        for (wf, _, img, tgt, _), (_, text, _, _), zi in zip(items, results, z):
             out = np.clip(render(m, img, zi, lut=False), 0.0, 1.0)
             row = M.image_metrics(out, tgt)
             row["format_valid"] = float(is_valid_completion(text, wf))
@@ -350,8 +349,12 @@ def evaluate(
     for task, raw in iter_records(data_dirs, tasks, max_samples):
         record = json.loads(raw["json"])
         prompt = task_prompt(record, rng, "first")
+        fixed = None
+        if is_official_recipe(m):  # the official masks: the record's parameters decide, not the text
+            params = {k: P.denormalise(k, v) for k, v in (record.get("params") or {}).items()}
+            fixed = official_masks(task, params)
         pending.setdefault(task, []).append(
-            (task, prompt, decode_image(raw["input.jpg"]), decode_image(raw["target.jpg"]))
+            (task, prompt, decode_image(raw["input.jpg"]), decode_image(raw["target.jpg"]), fixed)
         )
         seen[task] = seen.get(task, 0) + 1
         if len(pending[task]) >= batch_size:

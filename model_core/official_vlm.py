@@ -28,6 +28,7 @@ buffers. When the folder has no ``retouch_decoder.*`` the renderer comes from th
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -100,6 +101,7 @@ def weight_files(directory: Path) -> list[Path]:
 def read_official_tensors(directory: Path, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Every tensor of the folder (safetensors, or ``.bin`` via ``torch.load(weights_only=True)``, so
     no pickled code runs); floating tensors are cast to `dtype` (bf16 releases run in float32 on CPU)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     files = weight_files(directory)
@@ -109,7 +111,12 @@ def read_official_tensors(directory: Path, dtype: torch.dtype = torch.float32) -
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"{f}: weight shard listed in the index is missing")
-        part = load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, "cpu", weights_only=True)
+        try:
+            part = (
+                load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, "cpu", weights_only=True)
+            )
+        except (OSError, RuntimeError, SafetensorError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"{f}: cannot read weights: {str(exc).splitlines()[0]}") from None
         out.update(part)
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in out.items()}
 

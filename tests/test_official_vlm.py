@@ -332,7 +332,7 @@ def test_cli_retouch_auto_and_param(model, official_dir, tmp_path) -> None:
     assert res.workflow == "auto" and res.masks == [1, 1, 1]
 
 
-def test_sharded_weights_and_tied_head(official_dir, tokenizer_files, tmp_path) -> None:
+def test_sharded_bin_and_tied_weights(official_dir, tokenizer_files, tmp_path) -> None:
     from model_core.model_io import load_model, resolve_model_dir
 
     t = dict(official_tensors())
@@ -340,6 +340,15 @@ def test_sharded_weights_and_tied_head(official_dir, tokenizer_files, tmp_path) 
     assert not (sharded / "model.safetensors").exists() and resolve_model_dir(sharded) == sharded
     a, b = load_model(official_dir).state_dict(), load_model(sharded).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    bin_dir = write_folder(tmp_path / "bin", tokenizer_files)
+    (bin_dir / "model.safetensors").unlink()
+    torch.save(
+        {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in t.items()},
+        bin_dir / "pytorch_model.bin",
+    )
+    c = load_model(bin_dir).state_dict()  # read with weights_only=True, bf16 → float32
+    assert c["adaptor.net.0.weight"].dtype == torch.float32
+    assert torch.equal(c["adaptor.net.0.weight"], t["retouch_head.0.weight"].to(torch.bfloat16).float())
     del t["lm_head.weight"]
     tied = load_model(write_folder(tmp_path / "tied", tokenizer_files, t, tie_word_embeddings=True))
     assert torch.equal(tied.lm_head.weight, t["model.embed_tokens.weight"])
