@@ -112,9 +112,10 @@ def read_official_tensors(directory: Path, dtype: torch.dtype = torch.float32) -
         if not f.is_file():
             raise FileNotFoundError(f"{f}: weight shard listed in the index is missing")
         try:
-            part = (
-                load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, "cpu", weights_only=True)
-            )
+            if f.suffix == ".safetensors":
+                part = load_file(str(f))
+            else:
+                part = torch.load(f, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, SafetensorError, pickle.UnpicklingError) as exc:
             raise ValueError(f"{f}: cannot read weights: {str(exc).splitlines()[0]}") from None
         out.update(part)

@@ -399,3 +399,7 @@ def test_errors_name_the_problem(official_dir, tokenizer_files, tmp_path) -> Non
         "retouch", str(src), "--model", str(tmp_path / "bad2"), "-o", str(tmp_path / "x.png")
     )
     assert code == 1 and "Traceback" not in text and "model.mm_projector.2.bias" in text
+    torn = write_folder(tmp_path / "torn", tokenizer_files)
+    (torn / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="cannot read weights"):
+        load_model(torn)
