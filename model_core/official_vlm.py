@@ -312,7 +312,7 @@ def load_official_model(
     """Build our model from the official release folder and load every tensor strictly (float32,
     eval mode, `ModelConfig.recipe` ``official``). `renderer` overrides where the renderer comes
     from when the folder has no ``retouch_decoder.*``."""
-    from model_core.model_io import build_model
+    from model_core.model_build import build_model
 
     d = Path(directory)
     cfg = read_official_config(d)

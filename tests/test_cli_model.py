@@ -44,7 +44,7 @@ def test_train_retouch_eval_through_the_cli(ray_session, tmp_path: Path) -> None
     assert code == 0, text
     result = json.loads(text)
     from model_core.inference import evaluate
-    from model_core.model_io import build_model
+    from model_core.model_build import build_model
     from model_core.train.config import load_config
 
     # the CLI reports exactly what evaluate() measures on that model and data, and 3 align steps

@@ -15,7 +15,8 @@ import torch
 from aether_data.config import deep_merge
 from aether_data.contract import RETOUCH_SEQUENCE
 from model_core.inference import evaluate, retouch, retouch_detailed, save_result
-from model_core.model_io import build_model, load_model, read_tensors
+from model_core.model_build import build_model
+from model_core.model_io import load_model, read_tensors
 from model_core.shards import discover_shards
 from model_core.train.config import TINY, load_config
 from model_core.train.metrics_log import read_metrics

@@ -11,7 +11,8 @@ import yaml
 from aether_data.contract import INACTIVE_TEXT, RETOUCH_SEQUENCE, SPECIAL_TOKENS
 from model_core.adaptor import RetouchAdaptor
 from model_core.completions import masks_from_completion
-from model_core.model_io import build_model, load_model, save_model
+from model_core.model_build import build_model
+from model_core.model_io import load_model, save_model
 from model_core.train.config import CONFIG_DIR, TINY, load_config
 from model_core.vlm import VeraRetouch
 

@@ -30,7 +30,8 @@ import torch
 
 from model_core.data import make_loader
 from model_core.encoding import TokenSpec
-from model_core.model_io import build_model, resolve_model_dir, save_model
+from model_core.model_build import build_model
+from model_core.model_io import resolve_model_dir, save_model
 from model_core.shards import discover_shards
 from model_core.train.checkpoint import load_init, load_train_state, save_train_state
 from model_core.train.config import STAGES, OptimSpec, TrainConfig
