@@ -19,21 +19,21 @@ with clarity, texture, grain or dehaze) mean to change local structure: their pa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import cv2
 import numpy as np
 
+from aether_data.io.errors import SourceError
 from aether_data.io.imaging import box_shrink
 
 __all__ = [
     "GATES",
+    "QualityRejected",
     "TEXTURE_KEYS",
     "ciede2000",
     "failed_gate",
     "measure_pair",
     "redraw_seed",
-    "texture_edit",
 ]
 
 GATES = ("visible", "structure", "clipping", "aesthetic")
@@ -45,23 +45,18 @@ TEXTURE_KEYS = ("Clarity2012", "Texture", "GrainAmount", "Dehaze")
 THUMB_SHORT = 128
 
 
+class QualityRejected(SourceError):
+    """A sample whose every draft failed a gate: skipped with reason ``quality:<gate>``."""
+
+    def __init__(self, gate: str, path: str | None = None, detail: str = "") -> None:
+        super().__init__(f"quality:{gate}", path, detail)
+        self.gate = gate
+
+
 def redraw_seed(seed: int, attempt: int) -> int:
     """The seed of redraw ``attempt`` (≥ 1) of a sample: a SeedSequence child of its own seed."""
     seq = np.random.SeedSequence(int(seed), spawn_key=(int(attempt),))
     return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def texture_edit(settings: Mapping[str, Any] | None) -> bool:
-    """True when a preset's settings move clarity, texture, grain or dehaze away from 0."""
-    if not settings:
-        return False
-    for key in TEXTURE_KEYS:
-        try:
-            if abs(float(settings.get(key, 0) or 0)) > 0:
-                return True
-        except (TypeError, ValueError):
-            continue
-    return False
 
 
 def _thumb(img: np.ndarray) -> np.ndarray:
