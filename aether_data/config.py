@@ -43,6 +43,13 @@ class SourcesSpec(_Strict):
         description="decode every local source at draft scale at plan time and leave broken ones out of"
         " the plan (N means N; listed in the manifest's sources_rejected)",
     )
+    replacements: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description="a sample whose source fails (unreadable at build time, or every draft fails a"
+        " quality gate) is built from the next sources of the plan's permutation, up to this many",
+    )
 
     @field_validator("crop_scale")
     @classmethod

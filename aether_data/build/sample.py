@@ -131,6 +131,8 @@ class SampleRenderer:
         lo = spec.sources.crop_scale[0]
         min_short = int(np.ceil(spec.image.size / np.sqrt(lo)))
         self.sources = SourceCache(min_short, spec.sources.max_pixels, fetch=FetchSettings())
+        self.alternate: Callable[[PlanRow, int], PlanRow] | None = None  # set by the shard's planner
+        self.counts = {"drafts": 0, "redraws": 0, "rejected": 0, "replaced": 0}
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":
@@ -141,8 +143,34 @@ class SampleRenderer:
         """Phase 1 of a sample: source → pair → encoded images → scores.
 
         Raises SourceError for bad inputs. The workflow's ``draft`` runs here; :meth:`complete`
-        finishes the shard's drafts in one batch before the annotations are submitted.
+        finishes the shard's drafts in one batch before the annotations are submitted. When the
+        source fails (unreadable, or every draft fails a quality gate) and ``alternate`` is set (the
+        shard's planner), the sample is built from the next sources of the plan's permutation, up
+        to ``sources.replacements`` of them: a broken source does not cost a sample.
         """
+        try:
+            return self._render(row)
+        except SourceError as exc:
+            first = exc
+        if self.alternate is None:
+            raise first
+        tried = {row.source_uri}
+        for attempt in range(1, self.spec.sources.replacements + 1):
+            alt = self.alternate(row, attempt)
+            if alt.source_uri in tried:
+                continue
+            tried.add(alt.source_uri)
+            try:
+                pending = self._render(alt)
+            except SourceError:
+                continue
+            if pending.quality is not None:
+                pending.quality["replaced"] = attempt
+            self.counts["replaced"] += 1
+            return pending
+        raise first
+
+    def _render(self, row: PlanRow) -> PendingSample:
         spec, clock = self.spec, self.clock
         clock.start()
         self.faults.before_sample(row.key)
@@ -190,6 +218,7 @@ class SampleRenderer:
         redraws = 0
         while True:
             pair = workflow.draft(row, image, rng)
+            self.counts["drafts"] += 1
             clock.mark("synthesis")
             # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
             pair_input = img_u8 if pair.input is image else pair.input
@@ -217,10 +246,12 @@ class SampleRenderer:
             )
             clock.mark("quality")
             if gate is None:
-                return pair, scores, {**measures, "texture_edit": texture, "redraws": redraws}
+                return pair, scores, {**measures, "texture_edit": texture, "redraws": redraws, "replaced": 0}
             if redraws >= qspec.max_redraws:
+                self.counts["rejected"] += 1
                 raise QualityRejected(gate, row.source_uri, f"{redraws} redraws: {measures}")
             redraws += 1
+            self.counts["redraws"] += 1
             rng = rng_for(redraw_seed(row.seed, redraws))
 
     def complete(
