@@ -76,6 +76,11 @@ class ParamSpec(_Strict):
     protocol_order: Literal["balanced", "random"] = Field(
         "balanced", description="balanced = round-robin over `protocols` by sample index"
     )
+    strength_stats: str | None = Field(
+        None,
+        description="calibrate edit strengths to a reference (`aether stats strength` output): each "
+        "sample's parameters are scaled to a mean CIEDE2000 drawn from it (None = operator_stats only)",
+    )
     instruction_variants: int = Field(3, ge=3, le=10)
 
     @field_validator("protocols")

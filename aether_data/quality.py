@@ -32,6 +32,7 @@ __all__ = [
     "TEXTURE_KEYS",
     "ciede2000",
     "failed_gate",
+    "lab_thumb",
     "measure_pair",
     "redraw_seed",
 ]
@@ -70,6 +71,11 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 
 def _lab(rgb01: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb01, dtype=np.float32), cv2.COLOR_RGB2Lab)
+
+
+def lab_thumb(rgb01: np.ndarray) -> np.ndarray:
+    """CIELAB of a float [0, 1] thumbnail, 2×2-box-shrunk first (the scale ``delta_e`` is taken at)."""
+    return _lab(box_shrink(rgb01, 2))
 
 
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
@@ -155,7 +161,7 @@ def measure_pair(original: np.ndarray, edited: np.ndarray) -> dict[str, float]:
         h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
         a, b = np.ascontiguousarray(a[:h, :w]), np.ascontiguousarray(b[:h, :w])
     # CIEDE2000 is trigonometry-heavy: its mean is taken on a further 2×2-shrunk copy (64–127 px)
-    de = ciede2000(_lab(box_shrink(a, 2)), _lab(box_shrink(b, 2)))
+    de = ciede2000(lab_thumb(a), lab_thumb(b))
     luma_a = a @ _LUMA
     luma_b = b @ _LUMA
     clip_a, clip_b = _clipped(a), _clipped(b)

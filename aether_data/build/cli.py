@@ -179,6 +179,10 @@ def build_command(
         typer.Option("--fail-on-error-rate", help="exit 1 if skipped / planned exceeds this fraction"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    strength_stats: Annotated[
+        str | None,
+        typer.Option("--strength-stats", help="calibrate param edit strengths to `aether stats strength` output"),
+    ] = None,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
     # Long only by its option declarations (typer reads them from the signature); the work is in
@@ -204,6 +208,8 @@ def build_command(
         annotator_model_path=annotator_model_path,
         annotator_cache_dir=annotator_cache_dir,
     )
+    if strength_stats is not None:  # issue 17: calibrated param sampler
+        overrides.setdefault("param", {})["strength_stats"] = strength_stats
     try:
         spec = load_spec(config, workflow, overrides)
     except SpecError as exc:

@@ -7,7 +7,9 @@ import numpy as np
 from aether_data import params as P
 from aether_data.config import PipelineSpec
 from aether_data.develop import render_lut8
-from aether_data.sampling import load_operator_stats, sample_params
+from aether_data.io.imaging import box_shrink
+from aether_data.sampling import load_operator_stats, sample_params, scale_params
+from aether_data.strength import load_strength_stats, scale_to_delta_e
 from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow
 
 
@@ -21,6 +23,7 @@ class ParamWorkflow(OneStepWorkflow):
         self.spec = spec
         self.stats = load_operator_stats(spec.param.operator_stats)
         self.protocols = list(spec.param.protocols)
+        self.strength = load_strength_stats(spec.param.strength_stats) if spec.param.strength_stats else None
 
     def protocol_for(self, row: PlanRow, rng: np.random.Generator) -> str:
         """Balanced mode cycles through the protocols by global index so every one appears."""
@@ -28,9 +31,19 @@ class ParamWorkflow(OneStepWorkflow):
             return self.protocols[row.index % len(self.protocols)]
         return self.protocols[int(rng.integers(len(self.protocols)))]
 
+    def calibrate(self, image: np.ndarray, values: dict[str, float], delta_e: float) -> dict[str, float]:
+        """`values` scaled so the pair's mean CIEDE2000 is `delta_e` (measured on a ~64 px thumbnail)."""
+        thumb = box_shrink(image, max(1, min(image.shape[:2]) // 64))
+        scale = scale_to_delta_e(
+            thumb, lambda s: render_lut8(thumb, scale_params(values, s), dtype=np.uint8), delta_e
+        )
+        return scale_params(values, scale)
+
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
         protocol = self.protocol_for(row, rng)
         _, values = sample_params(rng, protocol, self.stats)
+        if self.strength is not None:  # calibrated: scale the draw to a reference edit strength
+            values = self.calibrate(image, values, self.strength.draw(rng))
         # baked 33³ LUT in 8 bits: ≥ 50 dB vs render, ~3× faster; kept in 8 bits for the encoder
         target = render_lut8(image, values, dtype=np.uint8)
         return Pair(
