@@ -9,7 +9,10 @@ sidecars (``--xmp-pairs``) also the per-slider distribution of the expert's move
 Calibration (``param.strength_stats`` / ``aether build --strength-stats FILE``): the param sampler
 still draws a protocol and a parameter direction from `operator_stats`, then draws a target ΔE
 from the reference's quantiles (seeded) and scales the parameters so the rendered pair has that
-ΔE (bisection on a 64 px thumbnail render, ≤ `SCALE_STEPS` renders). The built ΔE distribution
+ΔE (bisection on renders of the gates' 128 px thumbnail). A direction that cannot reach the
+drawn ΔE within 10% (an HSL band the photo lacks, sliders at their limits) is drawn again, up to
+`CALIBRATION_TRIES` times, keeping the closest, so the drawn strengths are not biased toward what
+the first direction could do. The built ΔE distribution
 then follows the reference's (KS distance measured in tests/test_strength.py).
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 import yaml
 
 from aether_data.io.imaging import as_float01, box_shrink
-from aether_data.quality import ciede2000, lab_thumb
+from aether_data.quality import THUMB_SHORT, ciede2000, lab_thumb
 
 __all__ = [
     "MEASURES",
@@ -38,12 +41,14 @@ __all__ = [
 MEASURES = ("delta_e", "d_luma", "d_contrast", "d_saturation")
 QUANTILES = np.linspace(0.0, 1.0, 101)
 SCALE_STEPS = 10
-"""Bisection steps of the calibrated sampler (each one 64 px thumbnail render)."""
+"""Bisection steps of the calibrated sampler (each one thumbnail render)."""
+CALIBRATION_TRIES = 4
+"""Parameter directions tried per calibrated sample (the closest to the drawn ΔE is kept)."""
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 
-def _small(img: np.ndarray, short: int = 128) -> np.ndarray:
+def _small(img: np.ndarray, short: int = THUMB_SHORT) -> np.ndarray:
     arr = np.asarray(img)
     return as_float01(box_shrink(arr, max(1, min(arr.shape[:2]) // short)))
 
@@ -55,7 +60,8 @@ def _sat(rgb: np.ndarray) -> float:
 
 
 def edit_strengths(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
-    """The strength of one edit (uint8 or float [0, 1] images of the same picture)."""
+    """The strength of one edit (uint8 or float [0, 1] images of the same picture), measured at the
+    quality gates' scale (``delta_e`` equals `quality.measure_pair`'s)."""
     a, b = _small(before), _small(after)
     if a.shape != b.shape:
         h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
@@ -117,10 +123,13 @@ class StrengthStats:
             raise ValueError(f"{path}: not a strength-stats file (missing {exc})") from None
         self.origin = str(doc.get("origin", path))
 
-    def draw(self, rng: np.random.Generator, measure: str = "delta_e") -> float:
-        """One value drawn from the measure's distribution (inverse CDF, linear between quantiles)."""
+    def draw(self, rng: np.random.Generator, measure: str = "delta_e", floor: float | None = None) -> float:
+        """One value drawn from the measure's distribution (inverse CDF, linear between quantiles),
+        above `floor` when given (the visible-change gate's: no draw is made only to be redrawn)."""
         q = self.quantiles[measure]
-        return float(np.interp(rng.random(), np.linspace(0.0, 1.0, q.size), q))
+        p = np.linspace(0.0, 1.0, q.size)
+        lo = float(np.interp(floor, q, p)) if floor is not None and floor > q[0] else 0.0
+        return float(np.interp(lo + (1.0 - lo) * rng.random(), p, q))
 
     def values(self, measure: str = "delta_e") -> np.ndarray:
         return self.quantiles[measure]
@@ -138,11 +147,11 @@ def scale_to_delta_e(
     thumb: np.ndarray,
     render: Callable[[float], np.ndarray],
     target: float,
-    s_max: float = 4.0,
+    s_max: float = 8.0,
     steps: int = SCALE_STEPS,
-) -> float:
-    """The scale s in [0, s_max] whose render ``render(s)`` of the thumbnail is closest to mean
-    ΔE ``target`` (bisection; ΔE grows with the strength of an edit)."""
+) -> tuple[float, float]:
+    """(scale s in [0, s_max], its ΔE): the render ``render(s)`` of the thumbnail closest to mean
+    ΔE ``target`` (bracket by doubling, then bisection; ΔE grows with an edit's strength)."""
     base = lab_thumb(as_float01(thumb))
 
     def de(s: float) -> float:
@@ -154,18 +163,20 @@ def scale_to_delta_e(
         lo, hi = hi, min(hi * 2, s_max)
         d_hi = de(hi)
     if d_hi <= target:
-        return hi
-    best, err = hi, abs(d_hi - target)
+        return hi, d_hi
+    best, got = hi, d_hi
     for _ in range(steps):
         mid = (lo + hi) / 2
         d = de(mid)
-        if abs(d - target) < err:
-            best, err = mid, abs(d - target)
+        if abs(d - target) < abs(got - target):
+            best, got = mid, d
+        if abs(d - target) <= 0.02 * target:
+            break
         if d < target:
             lo = mid
         else:
             hi = mid
-    return best
+    return best, got
 
 
 def ks_distance(a: Iterable[float], b: Iterable[float]) -> float:

@@ -10,14 +10,20 @@ import pytest
 import yaml
 from PIL import Image
 
+from aether_data.quality import failed_gate, measure_pair
 from aether_data.strength import edit_strengths, ks_distance, load_strength_stats, scale_to_delta_e
 
+GATES = dict(min_delta_e=1.5, min_rgb_diff=3.0, min_grad_corr=0.9, max_new_clipped=0.1)
 KNOWN_SCALE = 1.8
 """The reference's known edits: the default sampler's draws, every slider ×1.8 (stronger edits)."""
 
 
 def make_reference_pairs(root: Path, per_photo: int = 8, size: int = 256) -> list[float]:
-    """input/ + target/ pairs from the bundled photos with known edits; returns their ΔE."""
+    """input/ + target/ pairs from the bundled photos with known edits; returns their ΔE.
+
+    Like an expert's, the reference edits are visible and keep the photo's structure: draws that
+    the param workflow's default gates would refuse are drawn again.
+    """
     from aether_data.develop import render_lut8
     from aether_data.io.imaging import load_image
     from aether_data.io.sources import bundled_photos
@@ -30,8 +36,11 @@ def make_reference_pairs(root: Path, per_photo: int = 8, size: int = 256) -> lis
     for i, photo in enumerate(bundled_photos()):
         img = load_image(photo, max_side=size * 3 // 2, dtype=np.uint8)
         for j in range(per_photo):
-            _, values = sample_params(rng, PROTOCOLS[(i + j) % len(PROTOCOLS)])
-            target = render_lut8(img, scale_params(values, KNOWN_SCALE), dtype=np.uint8)
+            for _ in range(50):
+                _, values = sample_params(rng, PROTOCOLS[(i + j) % len(PROTOCOLS)])
+                target = render_lut8(img, scale_params(values, KNOWN_SCALE), dtype=np.uint8)
+                if failed_gate(measure_pair(img, target), **GATES) is None:
+                    break
             stem = f"p{i}_{j:02d}"
             Image.fromarray(img).save(root / "input" / f"{stem}.png")
             Image.fromarray(target).save(root / "target" / f"{stem}.png")
@@ -58,8 +67,9 @@ def test_scale_to_delta_e_hits_the_target() -> None:
         return np.clip(img.astype(np.float32) + 40 * s, 0, 255).astype(np.uint8)
 
     for target in (2.0, 5.0, 9.0):
-        s = scale_to_delta_e(img, render, target)
+        s, measured = scale_to_delta_e(img, render, target)
         got = edit_strengths(img, render(s))["delta_e"]
+        assert measured == pytest.approx(got, rel=0.05)
         assert got == pytest.approx(target, rel=0.15)
 
 
