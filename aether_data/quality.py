@@ -28,8 +28,8 @@ from aether_data.io.imaging import box_shrink
 
 __all__ = [
     "GATES",
-    "QualityRejected",
     "TEXTURE_KEYS",
+    "QualityRejected",
     "ciede2000",
     "failed_gate",
     "lab_thumb",
@@ -121,9 +121,7 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     sc = 1 + 0.045 * Cbp
     sh = 1 + 0.015 * Cbp * t
     rt = -np.sin(np.radians(2 * d_theta)) * rc
-    return np.sqrt(
-        (dLp / sl) ** 2 + (dCp / sc) ** 2 + (dHp / sh) ** 2 + rt * (dCp / sc) * (dHp / sh)
-    )
+    return np.sqrt((dLp / sl) ** 2 + (dCp / sc) ** 2 + (dHp / sh) ** 2 + rt * (dCp / sc) * (dHp / sh))
 
 
 def _grad_mag(luma: np.ndarray) -> np.ndarray:

@@ -55,7 +55,9 @@ class DatasetStats:
     sources: set[str] = field(default_factory=set)
     examples: list[tuple[str, dict[str, Any], bytes, bytes]] = field(default_factory=list)
     quality: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    scores_by_workflow: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    scores_by_workflow: dict[str, list[tuple[float, float]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
 
 def _read_member(f: Any, offset: int, size: int) -> bytes:
@@ -83,7 +85,9 @@ def collect_stats(out_dir: Path, examples_per_workflow: int = 3) -> DatasetStats
                 if row["score_input"] is not None and row["score_target"] is not None:
                     stats.score_input.append(float(row["score_input"]))
                     stats.score_target.append(float(row["score_target"]))
-                    stats.scores_by_workflow[wf].append((float(row["score_input"]), float(row["score_target"])))
+                    stats.scores_by_workflow[wf].append(
+                        (float(row["score_input"]), float(row["score_target"]))
+                    )
                 rec = json.loads(_read_member(f, row["json_offset"], row["json_size"]))
                 if rec.get("quality"):
                     stats.quality[wf].append(rec["quality"])

@@ -70,9 +70,7 @@ def quality_tables(
         redraws = sum(int(q["redraws"]) for q in qs)
         replaced = sum(int(q.get("replaced", 0)) > 0 for q in qs)
         sc = scores.get(wf) or []
-        aes = (
-            f"{np.mean([a for a, _ in sc]):.2f} → {np.mean([b for _, b in sc]):.2f}" if sc else "n/a"
-        )
+        aes = f"{np.mean([a for a, _ in sc]):.2f} → {np.mean([b for _, b in sc]):.2f}" if sc else "n/a"
         rows.append(
             (
                 wf,
@@ -106,7 +104,9 @@ def quality_tables(
         {k.split(":", 1)[1]: v for k, v in manifest["skipped"]["reasons"].items() if k.startswith("quality:")}
     )
     out.append(
-        table(sorted(reasons.items()) or [("(none)", 0)], ("rejected by gate (after every redraw)", "samples"))
+        table(
+            sorted(reasons.items()) or [("(none)", 0)], ("rejected by gate (after every redraw)", "samples")
+        )
     )
     rejected = manifest.get("sources_rejected")
     if rejected is not None:

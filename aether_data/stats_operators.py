@@ -33,8 +33,8 @@ import numpy as np
 import yaml
 
 from aether_data import params as P
-from aether_data.presets.errors import PresetFormatError
 from aether_data.develop.settings import PresetSettings
+from aether_data.presets.errors import PresetFormatError
 from aether_data.presets.xmp import parse_xmp_bytes, read_xmp
 from aether_data.sampling import load_operator_stats
 

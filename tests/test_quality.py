@@ -184,7 +184,13 @@ def test_precheck_leaves_broken_sources_out(tmp_path) -> None:
     good, rejected = usable_sources(list_sources(folder), 100_000_000)
     assert len(good) == 8 and all("good_" in g for g in good)
     assert rejected["count"] == 5
-    assert set(rejected["reasons"]) <= {"empty-file", "not-an-image", "truncated", "too-small", "decode-error"}
+    assert set(rejected["reasons"]) <= {
+        "empty-file",
+        "not-an-image",
+        "truncated",
+        "too-small",
+        "decode-error",
+    }
 
 
 def _tree_digest(out: Path) -> dict[str, str]:
@@ -236,7 +242,12 @@ def test_failing_source_is_replaced_deterministically(tmp_path) -> None:
     spec = load_spec(
         None,
         "param",
-        {"num_samples": 12, "samples_per_shard": 12, "image": {"size": 96}, "sources": {"path": str(folder), "precheck": False}},
+        {
+            "num_samples": 12,
+            "samples_per_shard": 12,
+            "image": {"size": 96},
+            "sources": {"path": str(folder), "precheck": False},
+        },
     )
     sources = list_sources(folder)
     planner = Planner(spec, sources)
@@ -246,6 +257,8 @@ def test_failing_source_is_replaced_deterministically(tmp_path) -> None:
         ctx = ShardContext(spec, tmp_path / f"out{len(results)}")
         ctx.renderer.alternate = planner.alternate
         res = ctx.build_shard(ShardTask(span.name, "param", planner.rows(span)))
-        results.append((res["samples"], (tmp_path / f"out{len(results)}" / "shards" / f"{span.name}.tar").read_bytes()))
+        results.append(
+            (res["samples"], (tmp_path / f"out{len(results)}" / "shards" / f"{span.name}.tar").read_bytes())
+        )
     assert results[0][0] == 12
     assert results[0] == results[1]

@@ -181,7 +181,9 @@ def build_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
     strength_stats: Annotated[
         str | None,
-        typer.Option("--strength-stats", help="calibrate param edit strengths to `aether stats strength` output"),
+        typer.Option(
+            "--strength-stats", help="calibrate param edit strengths to `aether stats strength` output"
+        ),
     ] = None,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""

@@ -152,7 +152,6 @@ class Planner:
             )
         return out
 
-
     def alternate(self, row: PlanRow, attempt: int) -> PlanRow:
         """Row ``row`` built from another source: the one ``attempt`` places further along the
         permutation (the same key, index and seed; a function of the plan alone)."""

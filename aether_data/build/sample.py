@@ -208,7 +208,12 @@ class SampleRenderer:
         )
 
     def draft(
-        self, row: PlanRow, workflow: Workflow, image: np.ndarray, img_u8: np.ndarray, rng: np.random.Generator
+        self,
+        row: PlanRow,
+        workflow: Workflow,
+        image: np.ndarray,
+        img_u8: np.ndarray,
+        rng: np.random.Generator,
     ) -> tuple[Pair, dict[str, float], dict[str, Any] | None]:
         """The workflow's draft, its aesthetic scores and its quality measures, redrawn while it
         fails a gate: redraw k draws from ``redraw_seed(seed, k)`` (same crop), so the choice is a

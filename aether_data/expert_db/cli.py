@@ -207,7 +207,10 @@ def _read_any_pairs(root: Path) -> list[Any]:
             continue
         if found:
             return found
-    _fail(f"{root}: no before/after pairs found (FiveK, PPR10K or input/ + target/): {errors[-1] if errors else ''}", 2)
+    _fail(
+        f"{root}: no before/after pairs found (FiveK, PPR10K or input/ + target/): {errors[-1] if errors else ''}",
+        2,
+    )
     return []
 
 
@@ -215,10 +218,13 @@ def _read_any_pairs(root: Path) -> list[Any]:
 def strength(
     pairs: Annotated[Path, typer.Option("--pairs", help="FiveK / PPR10K / paired folder (input/ + target/)")],
     xmp_pairs: Annotated[
-        Path | None, typer.Option("--xmp-pairs", help="XMP sidecars or Lightroom exports: per-slider moves too")
+        Path | None,
+        typer.Option("--xmp-pairs", help="XMP sidecars or Lightroom exports: per-slider moves too"),
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="measure at most this many pairs")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="write the strength stats YAML here (else print it)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the strength stats YAML here (else print it)")
+    ] = None,
 ) -> None:
     """Distribution of expert edit strengths (ΔE2000, Δ luma, Δ contrast, Δ saturation; per slider
     with XMP): calibrate builds with `aether build --strength-stats FILE`."""
