@@ -148,6 +148,11 @@ class AutoSpec(_Strict):
     """
 
     operator_stats: str | None = Field(None, description="operator_stats.yaml (default: presets/)")
+    strength_stats: str | None = Field(
+        None,
+        description="calibrate the random operators' strengths to a reference (`aether stats strength`"
+        " output): each degradation is scaled to a mean CIEDE2000 drawn from it",
+    )
     supplementary_fraction: float = Field(
         0.3,
         ge=0.0,

@@ -132,3 +132,26 @@ def test_stats_operators_reads_lightroom_exports(tmp_path) -> None:
     assert sorted(moves["Contrast2012"]) == [10.0, 20.0]
     doc, counts = operator_stats(folder)
     assert counts["pairs"] == 3 and doc["params"]["Exposure2012"]["p_active"] == 1.0
+
+
+def test_random_operators_are_scaled_to_the_drawn_strength() -> None:
+    """auto.strength_stats: the supplementary branch's degradation has the drawn ΔE."""
+    from aether_data.degrade import random_operator_degradation
+    from aether_data.io.imaging import load_image
+    from aether_data.io.sources import bundled_photos
+    from aether_data.sampling import load_operator_stats
+    from aether_data.strength import StrengthStats
+
+    flat = {"quantiles": [6.0] * 101}
+    stats = StrengthStats(
+        {"measures": {m: flat for m in ("delta_e", "d_luma", "d_contrast", "d_saturation")}}
+    )
+    img = load_image(bundled_photos()[1], max_side=384, dtype=np.uint8)
+    ops = load_operator_stats()
+    got = []
+    for seed in range(4):
+        _, _, degraded = random_operator_degradation(
+            np.random.default_rng(seed), img, ops, dtype=np.uint8, strength=stats
+        )
+        got.append(measure_pair(img, degraded)["delta_e"])
+    assert np.median(got) == pytest.approx(6.0, rel=0.2), got

@@ -182,7 +182,8 @@ def build_command(
     strength_stats: Annotated[
         str | None,
         typer.Option(
-            "--strength-stats", help="calibrate param edit strengths to `aether stats strength` output"
+            "--strength-stats",
+            help="calibrate edit strengths (param, auto operators) to `aether stats strength` output",
         ),
     ] = None,
 ) -> None:
@@ -210,8 +211,9 @@ def build_command(
         annotator_model_path=annotator_model_path,
         annotator_cache_dir=annotator_cache_dir,
     )
-    if strength_stats is not None:  # issue 17: calibrated param sampler
+    if strength_stats is not None:  # issue 17: calibrated param sampler and random operators
         overrides.setdefault("param", {})["strength_stats"] = strength_stats
+        overrides.setdefault("auto", {})["strength_stats"] = strength_stats
     try:
         spec = load_spec(config, workflow, overrides)
     except SpecError as exc:
