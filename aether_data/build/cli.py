@@ -127,8 +127,15 @@ def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
         )
     else:
         err.print("skipped 0 inputs")
+    rejected = m.get("sources_rejected") or {"count": 0, "checked": 0}
+    if rejected["count"]:  # left out at plan time: they cost no sample (N means N)
+        err.print(
+            f"[yellow]{rejected['count']} of {rejected['checked']} source(s) unusable, left out of the plan:"
+            f"[/yellow] {rejected['reasons']} (manifest sources_rejected)"
+        )
     if fail_on_error_rate is not None and summary.planned_samples:
         rate_bad = skipped["count"] / summary.planned_samples
+        rate_bad = max(rate_bad, rejected["count"] / max(rejected["checked"], 1))
         if rate_bad > fail_on_error_rate:
             err.print(
                 f"[red]skip rate {rate_bad:.3f} exceeds --fail-on-error-rate {fail_on_error_rate}[/red]"

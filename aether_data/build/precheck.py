@@ -47,12 +47,13 @@ def usable_sources(
 ) -> tuple[list[str], dict[str, Any]]:
     """(the sources that decode, in their order; the manifest's ``sources_rejected`` summary)."""
     if not sources:
-        return [], {"count": 0, "reasons": {}, "sources": []}
+        return [], {"checked": 0, "count": 0, "reasons": {}, "sources": []}
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(sources)))) as pool:
         verdicts = list(pool.map(lambda u: check_source(u, max_pixels), sources))
     good = [u for u, v in zip(sources, verdicts) if v is None]
     bad = [(u, v) for u, v in zip(sources, verdicts) if v is not None]
     summary = {
+        "checked": len(sources),
         "count": len(bad),
         "reasons": dict(sorted(Counter(v for _, v in bad).items())),
         "sources": [{"source": u, "reason": v} for u, v in bad[:SHOWN]],
