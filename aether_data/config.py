@@ -38,6 +38,18 @@ class SourcesSpec(_Strict):
         (0.6, 1.0), description="random crop area range applied per sample (1,1 = no crop)"
     )
     flip: bool = Field(True, description="random horizontal flips")
+    precheck: bool = Field(
+        True,
+        description="decode every local source at draft scale at plan time and leave broken ones out of"
+        " the plan (N means N; listed in the manifest's sources_rejected)",
+    )
+    replacements: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description="a sample whose source fails (unreadable at build time, or every draft fails a"
+        " quality gate) is built from the next sources of the plan's permutation, up to this many",
+    )
 
     @field_validator("crop_scale")
     @classmethod
@@ -63,6 +75,11 @@ class ParamSpec(_Strict):
     protocols: list[str] = Field(default_factory=lambda: list(PROTOCOLS))
     protocol_order: Literal["balanced", "random"] = Field(
         "balanced", description="balanced = round-robin over `protocols` by sample index"
+    )
+    strength_stats: str | None = Field(
+        None,
+        description="calibrate edit strengths to a reference (`aether stats strength` output): each "
+        "sample's parameters are scaled to a mean CIEDE2000 drawn from it (None = operator_stats only)",
     )
     instruction_variants: int = Field(3, ge=3, le=10)
 
@@ -131,6 +148,11 @@ class AutoSpec(_Strict):
     """
 
     operator_stats: str | None = Field(None, description="operator_stats.yaml (default: presets/)")
+    strength_stats: str | None = Field(
+        None,
+        description="calibrate the random operators' strengths to a reference (`aether stats strength`"
+        " output): each degradation is scaled to a mean CIEDE2000 drawn from it",
+    )
     supplementary_fraction: float = Field(
         0.3,
         ge=0.0,
@@ -193,6 +215,58 @@ class AutoSpec(_Strict):
         if self.scorer in ("qalign", "liqe") and not self.scorer_model:
             raise ValueError(f"scorer '{self.scorer}' needs scorer_model (local weights)")
         return self
+
+
+class GateSpec(_Strict):
+    """Thresholds of one workflow's quality gates (`aether_data.quality`; docs/design.md)."""
+
+    min_delta_e: float = Field(
+        1.5, ge=0.0, description="visible change: mean CIEDE2000 between input and target above this"
+    )
+    min_delta_e_by_protocol: dict[str, float] = Field(
+        default_factory=dict, description="per-protocol floors overriding min_delta_e (param, auto)"
+    )
+    min_rgb_diff: float = Field(
+        3.0, ge=0.0, description="visible change: mean |RGB| difference above this many 8-bit levels"
+    )
+    min_grad_corr: float = Field(
+        0.9,
+        ge=-1.0,
+        le=1.0,
+        description="structure kept: luma-gradient correlation at least this (texture edits exempt)",
+    )
+    max_new_clipped: float = Field(
+        0.1, ge=0.0, le=1.0, description="clipping: share of newly clipped pixels at most this"
+    )
+    target_not_worse: bool = Field(
+        False, description="aesthetic: the target scores no lower than the input (heuristic scorer)"
+    )
+
+    @field_validator("min_delta_e_by_protocol")
+    @classmethod
+    def _check_protocols(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [p for p in v if p not in PROTOCOLS]
+        if bad:
+            raise ValueError(f"unknown protocols {bad}; choose from {list(PROTOCOLS)}")
+        return v
+
+    def delta_e_floor(self, protocol: str | None) -> float:
+        return self.min_delta_e_by_protocol.get(protocol or "", self.min_delta_e)
+
+
+class QualitySpec(_Strict):
+    """Quality gates: a draft that fails one is redrawn from a sub-seed of its own seed (up to
+    `max_redraws` times), then skipped with reason ``quality:<gate>``."""
+
+    enabled: bool = Field(True, description="measure and gate every pair (off: measure nothing)")
+    max_redraws: int = Field(8, ge=0, le=64, description="redraws of a failing draft before it is skipped")
+    param: GateSpec = Field(default_factory=GateSpec)
+    style: GateSpec = Field(default_factory=GateSpec)
+    auto: GateSpec = Field(default_factory=lambda: GateSpec(max_new_clipped=0.2, target_not_worse=True))
+    region: GateSpec = Field(default_factory=lambda: GateSpec(min_delta_e=1.0, min_rgb_diff=2.0))
+
+    def gates(self, workflow: str) -> GateSpec:
+        return getattr(self, workflow)
 
 
 class AnnotatorSpec(_Strict):
@@ -275,6 +349,7 @@ class PipelineSpec(_Strict):
     style: StyleSpec = Field(default_factory=StyleSpec)
     auto: AutoSpec = Field(default_factory=AutoSpec)
     region: RegionSpec = Field(default_factory=RegionSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
     annotator: AnnotatorSpec = Field(default_factory=AnnotatorSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 

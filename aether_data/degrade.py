@@ -68,6 +68,8 @@ def random_operator_degradation(
     lut_size: int = 33,
     max_tries: int = 4,
     dtype: type = np.float32,
+    strength: Any | None = None,
+    min_delta_e: float | None = None,
 ) -> tuple[str, dict[str, float], np.ndarray]:
     """(protocol, degrading sliders, degraded image): the supplementary branch.
 
@@ -75,7 +77,9 @@ def random_operator_degradation(
     with ``dtype=np.uint8``.
 
     Draws until the known corrective params (the negation) actually restore the photo on a small
-    copy (`negation_restores`), at most `max_tries` draws; the last draw is kept otherwise.
+    copy (`negation_restores`), at most `max_tries` draws; the last draw is kept otherwise. With
+    ``strength`` (`strength.StrengthStats`, `auto.strength_stats`) a target ΔE is drawn first (above
+    `min_delta_e`) and every draw is scaled to it on the gates' thumbnail (calibrated operators).
     """
     import cv2
 
@@ -83,12 +87,29 @@ def random_operator_degradation(
     s = min(1.0, float(np.sqrt(4096 / (h * w))))
     small = cv2.resize(as_float01(image), (max(4, round(w * s)), max(4, round(h * s))),
                        interpolation=cv2.INTER_AREA)  # fmt: skip
+    target = strength.draw(rng, floor=min_delta_e) if strength is not None else None
     for _ in range(max_tries):
         protocol = PROTOCOLS[int(rng.integers(len(PROTOCOLS)))]
         _, degradation = sample_params(rng, protocol, stats, degrade=True)
+        if target is not None:
+            degradation = _scaled_to(image, degradation, target)
         if negation_restores(small, degradation):
             break
     return protocol, degradation, render_lut8(image, degradation, lut_size, dtype)
+
+
+def _scaled_to(image: np.ndarray, values: dict[str, float], target: float) -> dict[str, float]:
+    """`values` scaled so that their render differs from `image` by mean ΔE `target`."""
+    from aether_data.io.imaging import box_shrink
+    from aether_data.quality import THUMB_SHORT
+    from aether_data.sampling import scale_params
+    from aether_data.strength import scale_to_delta_e
+
+    thumb = box_shrink(image, max(1, min(image.shape[:2]) // THUMB_SHORT))
+    scale, _ = scale_to_delta_e(
+        thumb, lambda s: render_lut8(thumb, scale_params(values, s), dtype=np.uint8), target
+    )
+    return scale_params(values, scale)
 
 
 def draw_group_masks(

@@ -21,12 +21,14 @@ import pyarrow.parquet as pq
 from aether_data import __version__
 from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES
+from aether_data.report_quality import plot_delta_e, quality_tables, reference_delta_e
 
 SECTIONS = (
     "Overview",
     "Counts",
     "Parameter histograms",
     "Aesthetic scores",
+    "Quality",
     "Annotation",
     "Skipped inputs",
     "Contact sheet",
@@ -52,6 +54,10 @@ class DatasetStats:
     licences: Counter[str] = field(default_factory=Counter)
     sources: set[str] = field(default_factory=set)
     examples: list[tuple[str, dict[str, Any], bytes, bytes]] = field(default_factory=list)
+    quality: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    scores_by_workflow: dict[str, list[tuple[float, float]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
 
 def _read_member(f: Any, offset: int, size: int) -> bytes:
@@ -79,7 +85,12 @@ def collect_stats(out_dir: Path, examples_per_workflow: int = 3) -> DatasetStats
                 if row["score_input"] is not None and row["score_target"] is not None:
                     stats.score_input.append(float(row["score_input"]))
                     stats.score_target.append(float(row["score_target"]))
+                    stats.scores_by_workflow[wf].append(
+                        (float(row["score_input"]), float(row["score_target"]))
+                    )
                 rec = json.loads(_read_member(f, row["json_offset"], row["json_size"]))
+                if rec.get("quality"):
+                    stats.quality[wf].append(rec["quality"])
                 for name, v in (rec.get("params") or {}).items():
                     if abs(v) >= 1e-4:
                         stats.params[name].append(float(v))
@@ -197,6 +208,8 @@ def _images(stats: DatasetStats, rep: Path) -> dict[str, bytes]:
     }
     if stats.per_fine:
         images["categories.png"] = plot_counts(stats.per_fine, "samples per fine preset category")
+    if stats.quality:
+        images["delta_e.png"] = plot_delta_e(stats.quality, reference_delta_e(stats.manifest))
     sheet = contact_sheet(stats.examples, rep / "contact_sheet.png", cell=192)
     images["contact_sheet.png"] = sheet.read_bytes()
     for name, data in images.items():
@@ -244,6 +257,7 @@ def _tables(stats: DatasetStats) -> dict[str, list[tuple[str, str]]]:
             ("image", "n", "mean heuristic score"),
         )
     )
+    tables["Quality"] += quality_tables(m, stats.quality, stats.scores_by_workflow, _table)
     tables["Annotation"].append(_table(_counter_rows(stats.annotators), ("annotator", "samples")))
     tables["Annotation"].append(_table(_counter_rows(stats.attempts), ("attempts", "samples")))
     tables["Annotation"].append(
@@ -267,6 +281,7 @@ def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str
         "Counts": ["protocols.png"] + (["categories.png"] if "categories.png" in images else []),
         "Parameter histograms": ["params.png"],
         "Aesthetic scores": ["scores.png"],
+        "Quality": ["delta_e.png"] if "delta_e.png" in images else [],
         "Contact sheet": ["contact_sheet.png"],
     }
     title = f"aether dataset report — {out.name}"

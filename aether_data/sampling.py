@@ -156,3 +156,13 @@ def sample_params(
     # every active parameter is visible: quantisation never rounds a value into the dead zone
     assert all(abs(v) / SPECS[n].scale >= MASK_EPS for n, v in params.items())
     return protocol, params
+
+
+def scale_params(values: Mapping[str, float], scale: float) -> dict[str, float]:
+    """Every slider times `scale`, kept at least its visible minimum (so the protocol's masks hold)
+    and quantised like a draw (the calibrated sampler, `aether_data.strength`)."""
+    out = {}
+    for name, v in values.items():
+        mag = max(abs(v) * scale, _min_magnitude(name))
+        out[name] = _quantise(name, mag if v >= 0 else -mag)
+    return out

@@ -11,7 +11,10 @@ all pairs, per parameter:
 
 Layouts: PPR10K (``xmp_source/`` + ``xmp_target_a|b|c/``, at the top or under ``train/``/``val/``), or
 any folder with ``xmp_source|source/`` and ``xmp_target*|target*/`` holding ``.xmp`` files of the same
-stems; with no source folder the targets are taken relative to Lightroom defaults (all zero).
+stems; with no source folder the targets are taken relative to Lightroom defaults (all zero), and a
+flat folder of settings files is read the same way. Besides ``.xmp`` sidecars, Lightroom exports
+(``.jpg``/``.tif``/``.dng`` written with their metadata) are read from their embedded XMP packet, so
+an expert's exported photos are enough to learn from.
 
 Raw-file XMPs carry absolute white balance (``crs:Temperature`` in kelvin, ``crs:Tint``) instead of
 the incremental sliders; their difference is mapped (≈) to the incremental scale: temperature by
@@ -30,8 +33,9 @@ import numpy as np
 import yaml
 
 from aether_data import params as P
+from aether_data.develop.settings import PresetSettings
 from aether_data.presets.errors import PresetFormatError
-from aether_data.presets.xmp import read_xmp
+from aether_data.presets.xmp import parse_xmp_bytes, read_xmp
 from aether_data.sampling import load_operator_stats
 
 MIN_STD = {"Exposure2012": 0.05}
@@ -43,8 +47,27 @@ _SRC = re.compile(r"^(xmp_)?source$", re.IGNORECASE)
 _TGT = re.compile(r"^(xmp_)?target(_[a-z0-9]+)?$", re.IGNORECASE)
 
 
+EXPORT_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".dng")
+"""Lightroom exports that carry the develop settings in their embedded XMP packet."""
+
+
 def _xmps(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.glob("*.xmp")) + sorted(folder.glob("*.XMP"))}
+    """stem → settings file: .xmp sidecars, else exported images with embedded XMP (same stem)."""
+    found = {p.stem: p for p in sorted(folder.glob("*.xmp")) + sorted(folder.glob("*.XMP"))}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES and p.stem not in found:
+            found[p.stem] = p
+    return found
+
+
+def embedded_xmp(path: Path) -> bytes:
+    """The XMP packet of an exported image (Lightroom writes crs: develop settings into it)."""
+    data = path.read_bytes()
+    start = data.find(b"<x:xmpmeta")
+    end = data.find(b"</x:xmpmeta>", start)
+    if start < 0 or end < 0:
+        raise PresetFormatError(str(path), "no embedded XMP packet (export with 'All metadata')")
+    return data[start : end + len(b"</x:xmpmeta>")]
 
 
 def find_xmp_pairs(root: str | Path) -> Iterator[tuple[Path | None, Path]]:
@@ -65,8 +88,12 @@ def find_xmp_pairs(root: str | Path) -> Iterator[tuple[Path | None, Path]]:
                 if srcs and stem not in src:
                     continue
                 yield (src.get(stem), path)
-    if not found:
-        raise ValueError(f"{root}: no xmp_target*/ (or target*/) folders with .xmp files")
+    if not found:  # a flat folder of expert exports / sidecars: edits relative to the defaults
+        flat = _xmps(root)
+        if not flat:
+            raise ValueError(f"{root}: no xmp_target*/ (or target*/) folders with .xmp files or exports")
+        for path in flat.values():
+            yield (None, path)
 
 
 def _num(value: Any) -> float | None:
@@ -78,7 +105,10 @@ def _num(value: Any) -> float | None:
 
 def core_sliders(path: Path) -> dict[str, float]:
     """The 38 core sliders of one XMP, plus raw white balance (`_Temperature`, `_Tint`) when present."""
-    settings, _ = read_xmp(path)
+    if path.suffix.lower() == ".xmp":
+        settings, _ = read_xmp(path)
+    else:  # a Lightroom export: the settings are in the image's XMP packet
+        settings = PresetSettings.from_raw(parse_xmp_bytes(embedded_xmp(path), str(path)))
     out = dict(settings.core_params())
     for key in ("Temperature", "Tint"):
         v = _num(settings.unsupported.get(key))
@@ -97,6 +127,22 @@ def edit_delta(source: dict[str, float] | None, target: dict[str, float]) -> dic
     if "_Tint" in target and "_Tint" in src:
         delta["IncrementalTint"] += (target["_Tint"] - src["_Tint"]) * TINT_SCALE
     return {n: float(np.clip(v, P.SPECS[n].minimum, P.SPECS[n].maximum)) for n, v in delta.items()}
+
+
+def slider_moves(root: str | Path) -> tuple[dict[str, list[float]], int]:
+    """(per core slider: its moves |Δ| ≥ one unit over the pairs under `root`; readable pairs)."""
+    moves: dict[str, list[float]] = {n: [] for n in P.PARAM_NAMES}
+    n = 0
+    for src, tgt in find_xmp_pairs(root):
+        try:
+            d = edit_delta(core_sliders(src) if src else None, core_sliders(tgt))
+        except PresetFormatError:
+            continue
+        n += 1
+        for name, v in d.items():
+            if abs(v) >= (0.01 if name == "Exposure2012" else 1.0) - 1e-9:
+                moves[name].append(v)
+    return moves, n
 
 
 def operator_stats(root: str | Path) -> tuple[dict[str, Any], dict[str, int]]:

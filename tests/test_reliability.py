@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -127,6 +126,8 @@ def mixed_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 def test_mixed_folder_50_good_50_bad(ray_session, mixed_folder, tmp_path: Path) -> None:
+    """N means N (issue 17): the 50 bad inputs are found at plan time, each with its reason, and
+    cost no sample: 100 samples asked, 100 written from the 50 good ones."""
     folder, expected = mixed_folder
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -136,19 +137,23 @@ def test_mixed_folder_50_good_50_bad(ray_session, mixed_folder, tmp_path: Path) 
     out = tmp_path / "out"
     code, text = run_cli("build", "--config", str(spec), "--out", str(out), "--quiet")
     assert code == 0, text
-    assert "skipped 50 input(s)" in text
+    assert "50 of 100 source(s) unusable" in text
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["samples"] == 50
+    # no bad source costs a sample; a sample whose every draft on every replacement source is a
+    # near no-op (HSL edits of a grey 96 px crop) is reported as quality:visible, never written
+    reasons = manifest["skipped"]["reasons"]
+    assert all(r.startswith("quality:") for r in reasons) and manifest["skipped"]["count"] <= 2
+    assert manifest["samples"] + manifest["skipped"]["count"] == 100
     want_reasons: dict[str, int] = {}
     for reason in expected.values():
         if reason != "ok":
             want_reasons[reason] = want_reasons.get(reason, 0) + 1
-    assert manifest["skipped"] == {"count": 50, "reasons": want_reasons}
-    skipped = pq.read_table(out / "skipped.parquet").to_pylist()
-    assert len(skipped) == 50
-    for row in skipped:
+    rejected = manifest["sources_rejected"]
+    assert rejected["count"] == 50 and rejected["checked"] == 100
+    assert rejected["reasons"] == dict(sorted(want_reasons.items()))
+    for row in rejected["sources"]:
         assert expected[Path(row["source"]).name] == row["reason"]
-    # every good input became exactly one record; EXIF orientation was honoured
+    # every good input became records (each used twice), never a bad one; EXIF orientation honoured
     names = []
     for tar in sorted((out / "shards").glob("*.tar")):
         with tarfile.open(tar) as tf:
@@ -158,7 +163,8 @@ def test_mixed_folder_50_good_50_bad(ray_session, mixed_folder, tmp_path: Path) 
                     names.append(Path(rec["source"]["uri"]).name)
                     if "exif-rotated" in rec["source"]["uri"]:
                         assert rec["image"]["height"] > rec["image"]["width"]
-    assert sorted(names) == sorted(n for n, r in expected.items() if r == "ok")
+    assert set(names) <= {n for n, r in expected.items() if r == "ok"}
+    assert len(set(names)) >= 45
     assert run_cli("audit", str(out), "--deep")[0] == 0
     # a strict error budget turns the same build into a failure
     code, text = run_cli(
@@ -171,7 +177,7 @@ def test_mixed_folder_50_good_50_bad(ray_session, mixed_folder, tmp_path: Path) 
         "--fail-on-error-rate",
         "0.2",
     )
-    assert code == 1 and "exceeds --fail-on-error-rate" in text
+    assert code == 1 and "exceeds --fail-on-error-rate" in text  # 50 of 100 sources unusable
 
 
 def _keys(out: Path) -> list[str]:

@@ -123,6 +123,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append("|---|" + "---:|" * len(names))
         for wf, st in stage_rows:
             lines.append(f"| {wf} | " + " | ".join(f"{st[n] * 1000:.1f}" for n in names) + " |")
+        redraws = [(wf, r["redraw_rate"]) for wf, r in result["workflows"].items() if "redraw_rate" in r]
+        if redraws:  # quality gates: redraws per written sample (each one a draft and its measures)
+            lines.append("")
+            lines.append(
+                "Quality-gate redraws per written sample: " + ", ".join(f"{wf} {v:.2f}" for wf, v in redraws)
+            )
     cost = result.get("cost_model") or {}
     wfs = [wf for wf in result["workflows"] if wf in cost]
     if wfs:

@@ -145,6 +145,7 @@ def measure_throughput(
             results[wf] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         planner = Planner(spec, resolve_sources(spec))
+        ctx.renderer.alternate = planner.alternate  # as in a build: failing sources are replaced
         min_short = ctx.renderer.sources.min_short
         spans = list(iter_shard_spans(spec))
         # warm-up (imports, first-call costs) on a few samples, not timed
@@ -156,6 +157,7 @@ def measure_throughput(
         aether_s = base_s = aether_wall = base_wall = 0.0
         samples = base_samples = 0
         stages = dict.fromkeys(STAGES, 0.0)
+        quality: dict[str, int] = {}
         for span in spans:
             rows = planner.rows(span)
             c0, t0 = time.thread_time(), time.perf_counter()
@@ -176,6 +178,8 @@ def measure_throughput(
             samples += int(res["samples"])
             for k, v in json.loads(res["stages"]).items():
                 stages[k] += v
+            for k, v in json.loads(res.get("quality") or "{}").items():
+                quality[k] = quality.get(k, 0) + int(v)
         shutil.rmtree(out, ignore_errors=True)
         aether_rate = samples / aether_s
         base_rate = base_samples / base_s
@@ -188,6 +192,9 @@ def measure_throughput(
             "cpu_s_per_sample": round(aether_s / samples, 5),
             "transcode_cpu_s_per_sample": round(base_s / base_samples, 5),
             "stage_s_per_sample": {k: round(v / samples, 5) for k, v in stages.items()},
+            # quality gates: redraws per written sample, samples rejected, sources replaced
+            "redraw_rate": round(quality.get("redraws", 0) / max(samples, 1), 4),
+            "quality": quality,
         }
         if variant:
             results[wf]["variant"] = variant

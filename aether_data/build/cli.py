@@ -127,8 +127,15 @@ def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
         )
     else:
         err.print("skipped 0 inputs")
+    rejected = m.get("sources_rejected") or {"count": 0, "checked": 0}
+    if rejected["count"]:  # left out at plan time: they cost no sample (N means N)
+        err.print(
+            f"[yellow]{rejected['count']} of {rejected['checked']} source(s) unusable, left out of the plan:"
+            f"[/yellow] {rejected['reasons']} (manifest sources_rejected)"
+        )
     if fail_on_error_rate is not None and summary.planned_samples:
         rate_bad = skipped["count"] / summary.planned_samples
+        rate_bad = max(rate_bad, rejected["count"] / max(rejected["checked"], 1))
         if rate_bad > fail_on_error_rate:
             err.print(
                 f"[red]skip rate {rate_bad:.3f} exceeds --fail-on-error-rate {fail_on_error_rate}[/red]"
@@ -179,6 +186,13 @@ def build_command(
         typer.Option("--fail-on-error-rate", help="exit 1 if skipped / planned exceeds this fraction"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    strength_stats: Annotated[
+        str | None,
+        typer.Option(
+            "--strength-stats",
+            help="calibrate edit strengths (param, auto operators) to `aether stats strength` output",
+        ),
+    ] = None,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
     # Long only by its option declarations (typer reads them from the signature); the work is in
@@ -204,6 +218,9 @@ def build_command(
         annotator_model_path=annotator_model_path,
         annotator_cache_dir=annotator_cache_dir,
     )
+    if strength_stats is not None:  # issue 17: calibrated param sampler and random operators
+        overrides.setdefault("param", {})["strength_stats"] = strength_stats
+        overrides.setdefault("auto", {})["strength_stats"] = strength_stats
     try:
         spec = load_spec(config, workflow, overrides)
     except SpecError as exc:

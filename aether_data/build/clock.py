@@ -8,7 +8,7 @@ from collections.abc import Callable
 __all__ = ["STAGES", "StageClock"]
 
 
-STAGES = ("decode", "synthesis", "scoring", "annotation", "encode", "record", "write")
+STAGES = ("decode", "synthesis", "scoring", "quality", "annotation", "encode", "record", "write")
 """Stages timed per shard (seconds summed over its samples; `aether bench`, run.json)."""
 
 

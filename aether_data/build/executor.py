@@ -42,6 +42,8 @@ class ShardBuilder:
 
         # [ObjectRef of the source list]: rows are computed here, per shard
         self.planner = Planner(spec, ray.get(sources[0]))
+        if self.setup_error is None:  # a failing source is replaced by the plan's next ones
+            self.ctx.renderer.alternate = self.planner.alternate
 
     def task_for(self, item: dict[str, Any]) -> ShardTask:
         """The shard's rows, computed here from its span, the spec and the shared source list."""

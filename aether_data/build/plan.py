@@ -10,7 +10,7 @@ task payloads grow with the number of samples.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,12 @@ class Planner:
                 )
             )
         return out
+
+    def alternate(self, row: PlanRow, attempt: int) -> PlanRow:
+        """Row ``row`` built from another source: the one ``attempt`` places further along the
+        permutation (the same key, index and seed; a function of the plan alone)."""
+        src = int(self.perm[(row.index + attempt) % len(self.perm)])
+        return replace(row, source_index=src, source_uri=_source_at(self.sources, src))
 
 
 def iter_plan(spec: PipelineSpec, sources: Sequence[str]) -> Iterator[PlanRow]:

@@ -125,6 +125,8 @@ class RecordMaker:
             "seed": row.seed,
             "generator": {"name": f"aether-{row.workflow}", "version": __version__},
         }
+        if p.quality is not None:
+            record["quality"] = p.quality
         if row.workflow == "region":  # the region extension; global records keep their exact bytes
             record["regions"] = region_record(pair.extra)
         self.check(record)

@@ -18,6 +18,7 @@ from aether_data.build.clock import STAGES
 from aether_data.build.errors import BuildError
 from aether_data.build.executor import INTERRUPTED, execute, init_ray, keep_interrupt_handler
 from aether_data.build.plan import ShardSpan, iter_shard_spans, resolve_sources, write_plan
+from aether_data.build.precheck import usable_sources
 from aether_data.config import PipelineSpec
 from aether_data.dataset.index import index_path, shard_is_done
 from aether_data.dataset.manifest import (
@@ -122,7 +123,7 @@ class _Tally:
 
 
 def _write_manifest(
-    out: storage.AnyPath, spec: PipelineSpec, names: list[str], planned: int
+    out: storage.AnyPath, spec: PipelineSpec, names: list[str], planned: int, rejected: dict[str, Any] | None
 ) -> dict[str, Any]:
     """manifest.json and skipped.parquet, from the indexes of every shard (written last)."""
     manifest = build_manifest(
@@ -134,6 +135,7 @@ def _write_manifest(
         extra={
             "annotator": annotator_manifest(spec.annotator),
             "planned_samples": planned,
+            **({"sources_rejected": rejected} if rejected is not None else {}),
         },
     )
     write_manifest(out, manifest)
@@ -154,6 +156,11 @@ def run_build(
     _prepare_output(out)
     _preflight(spec)
     sources = resolve_sources(spec)
+    rejected = None
+    if spec.sources.precheck:  # N means N: broken sources never enter the plan
+        sources, rejected = usable_sources(sources, spec.sources.max_pixels)
+        if not sources:
+            raise BuildError(f"no usable source images ({rejected['reasons']})")
     planned = write_plan(out, spec, sources)
     _clean_temp_files(out)
     names: list[str] = []
@@ -194,7 +201,7 @@ def run_build(
         progress.stop()
     write_run_log(out, spec, summary)
     if not summary.failed:
-        summary.manifest = _write_manifest(out, spec, names, planned)
+        summary.manifest = _write_manifest(out, spec, names, planned, rejected)
     return summary
 
 

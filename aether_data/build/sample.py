@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +33,7 @@ from aether_data.io.imaging import (
     resize_short_edge,
 )
 from aether_data.io.sources import FetchSettings, bundled_license, read_source_bytes
+from aether_data.quality import QualityRejected, failed_gate, measure_pair, redraw_seed
 from aether_data.sampling import rng_for
 from aether_data.scoring import heuristic_score
 from aether_data.workflows import Pair, PlanRow, Workflow
@@ -111,6 +113,7 @@ class PendingSample:
     target_bytes: bytes
     scores: dict[str, float]
     image_stats: dict[str, float]
+    quality: dict[str, Any] | None = None
     annotation: Future[Annotation] | None = None
 
 
@@ -128,6 +131,8 @@ class SampleRenderer:
         lo = spec.sources.crop_scale[0]
         min_short = int(np.ceil(spec.image.size / np.sqrt(lo)))
         self.sources = SourceCache(min_short, spec.sources.max_pixels, fetch=FetchSettings())
+        self.alternate: Callable[[PlanRow, int], PlanRow] | None = None  # set by the shard's planner
+        self.counts = {"drafts": 0, "redraws": 0, "rejected": 0, "replaced": 0}
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":
@@ -138,8 +143,34 @@ class SampleRenderer:
         """Phase 1 of a sample: source → pair → encoded images → scores.
 
         Raises SourceError for bad inputs. The workflow's ``draft`` runs here; :meth:`complete`
-        finishes the shard's drafts in one batch before the annotations are submitted.
+        finishes the shard's drafts in one batch before the annotations are submitted. When the
+        source fails (unreadable, or every draft fails a quality gate) and ``alternate`` is set (the
+        shard's planner), the sample is built from the next sources of the plan's permutation, up
+        to ``sources.replacements`` of them: a broken source does not cost a sample.
         """
+        try:
+            return self._render(row)
+        except SourceError as exc:
+            first = exc
+        if self.alternate is None:
+            raise first
+        tried = {row.source_uri}
+        for attempt in range(1, self.spec.sources.replacements + 1):
+            alt = self.alternate(row, attempt)
+            if alt.source_uri in tried:
+                continue
+            tried.add(alt.source_uri)
+            try:
+                pending = self._render(alt)
+            except SourceError:
+                continue
+            if pending.quality is not None:
+                pending.quality["replaced"] = attempt
+            self.counts["replaced"] += 1
+            return pending
+        raise first
+
+    def _render(self, row: PlanRow) -> PendingSample:
         spec, clock = self.spec, self.clock
         clock.start()
         self.faults.before_sample(row.key)
@@ -157,18 +188,11 @@ class SampleRenderer:
         workflow = self.workflows[row.workflow]
         image = img_u8 if workflow.takes_uint8 else as_float01(img_u8)
         clock.mark("decode")
-        pair = workflow.draft(row, image, rng)
-        clock.mark("synthesis")
+        pair, scores, quality = self.draft(row, workflow, image, img_u8, rng)
         input_bytes = base if pair.input is image else self.encode(pair.input)
         target_bytes = base if pair.target is image else self.encode(pair.target)
         clock.mark("encode")
-        # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
         pair_input = img_u8 if pair.input is image else pair.input
-        pair_target = img_u8 if pair.target is image else pair.target
-        scores = {
-            "aesthetic_input": heuristic_score(pair_input),
-            "aesthetic_target": heuristic_score(pair_target),
-        }
         stats = image_stats(pair_input)
         clock.mark("scoring")
         return PendingSample(
@@ -180,7 +204,60 @@ class SampleRenderer:
             target_bytes=target_bytes,
             scores=scores,
             image_stats=stats,
+            quality=quality,
         )
+
+    def draft(
+        self,
+        row: PlanRow,
+        workflow: Workflow,
+        image: np.ndarray,
+        img_u8: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[Pair, dict[str, float], dict[str, Any] | None]:
+        """The workflow's draft, its aesthetic scores and its quality measures, redrawn while it
+        fails a gate: redraw k draws from ``redraw_seed(seed, k)`` (same crop), so the choice is a
+        function of the sample alone. Raises `QualityRejected` after ``max_redraws`` redraws."""
+        clock, qspec = self.clock, self.spec.quality
+        gates = qspec.gates(row.workflow)
+        redraws = 0
+        while True:
+            pair = workflow.draft(row, image, rng)
+            self.counts["drafts"] += 1
+            clock.mark("synthesis")
+            # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
+            pair_input = img_u8 if pair.input is image else pair.input
+            pair_target = img_u8 if pair.target is image else pair.target
+            scores = {
+                "aesthetic_input": heuristic_score(pair_input),
+                "aesthetic_target": heuristic_score(pair_target),
+            }
+            clock.mark("scoring")
+            if not qspec.enabled:
+                return pair, scores, None
+            auto = row.workflow == "auto"  # the target is the untouched photo, the input the edit
+            original, edited = (pair_target, pair_input) if auto else (pair_input, pair_target)
+            measures = measure_pair(original, edited)
+            texture = bool(pair.extra.get("texture_edit", False))
+            gate = failed_gate(
+                measures,
+                min_delta_e=gates.delta_e_floor(pair.protocol),
+                min_rgb_diff=gates.min_rgb_diff,
+                min_grad_corr=gates.min_grad_corr,
+                max_new_clipped=gates.max_new_clipped,
+                texture=texture,
+                scores=scores,
+                target_not_worse=gates.target_not_worse,
+            )
+            clock.mark("quality")
+            if gate is None:
+                return pair, scores, {**measures, "texture_edit": texture, "redraws": redraws, "replaced": 0}
+            if redraws >= qspec.max_redraws:
+                self.counts["rejected"] += 1
+                raise QualityRejected(gate, row.source_uri, f"{redraws} redraws: {measures}")
+            redraws += 1
+            self.counts["redraws"] += 1
+            rng = rng_for(redraw_seed(row.seed, redraws))
 
     def complete(
         self, pending: list[PendingSample], skip: Callable[[PlanRow, Exception], None]

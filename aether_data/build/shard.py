@@ -113,6 +113,7 @@ class ShardContext:
         errors: list[str] = []
         clock = self.clock
         clock.reset()
+        self.renderer.counts = dict.fromkeys(self.renderer.counts, 0)  # drafts, redraws: this shard's
         t_start, cpu_start = time.time(), time.thread_time()
 
         def skip(row: PlanRow, exc: Exception) -> None:
@@ -169,4 +170,5 @@ class ShardContext:
             "pid": os.getpid(),
             "cpu_s": time.thread_time() - cpu_start,  # CPU seconds of this shard (not inflated by load)
             "annotator_stats": json.dumps(self.annotator.stats(), sort_keys=True, default=str),
+            "quality": json.dumps(self.renderer.counts, sort_keys=True),  # drafts, redraws, rejections
         }

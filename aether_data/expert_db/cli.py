@@ -1,5 +1,5 @@
 """Typer sub-apps: ``expert_db_app`` (`aether expert-db build|info`) and ``stats_app``
-(`aether stats operators`). Mounted by `aether_data.cli`; also runnable as
+(`aether stats operators|strength`). Mounted by `aether_data.cli`; also runnable as
 ``python -m aether_data.expert_db.cli expert-db build …``.
 """
 
@@ -192,6 +192,76 @@ def operators(
     else:
         atomic_write_text(out, text)
         _err.print(f"{counts['pairs']} pairs ({counts['skipped']} unreadable skipped) → {out}")
+
+
+def _read_any_pairs(root: Path) -> list[Any]:
+    """Pairs of a FiveK, PPR10K or paired (input/ + target/) folder, whichever layout it has."""
+    from aether_data.expert_db.readers import read_fivek, read_paired, read_ppr10k
+
+    errors = []
+    for reader in (read_paired, read_ppr10k, read_fivek):
+        try:
+            found, _ = reader(root)
+        except (ValueError, OSError) as exc:
+            errors.append(str(exc))
+            continue
+        if found:
+            return found
+    _fail(
+        f"{root}: no before/after pairs found (FiveK, PPR10K or input/ + target/): {errors[-1] if errors else ''}",
+        2,
+    )
+    return []
+
+
+@stats_app.command("strength")
+def strength(
+    pairs: Annotated[Path, typer.Option("--pairs", help="FiveK / PPR10K / paired folder (input/ + target/)")],
+    xmp_pairs: Annotated[
+        Path | None,
+        typer.Option("--xmp-pairs", help="XMP sidecars or Lightroom exports: per-slider moves too"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="measure at most this many pairs")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the strength stats YAML here (else print it)")
+    ] = None,
+) -> None:
+    """Distribution of expert edit strengths (ΔE2000, Δ luma, Δ contrast, Δ saturation; per slider
+    with XMP): calibrate builds with `aether build --strength-stats FILE`."""
+    import yaml
+
+    from aether_data.expert_db.readers import read_pair_image
+    from aether_data.io.errors import SourceError
+    from aether_data.strength import edit_strengths, strength_doc
+
+    if not pairs.is_dir():
+        _fail(f"{pairs}: not a folder", 2)
+    refs = _read_any_pairs(pairs)[: limit or None]
+    measured, unreadable = [], 0
+    for ref in refs:
+        try:
+            measured.append(edit_strengths(read_pair_image(ref.input), read_pair_image(ref.target)))
+        except SourceError:
+            unreadable += 1
+    sliders = None
+    n_xmp = None
+    if xmp_pairs is not None:
+        from aether_data.stats_operators import slider_moves
+
+        try:
+            sliders, n_xmp = slider_moves(xmp_pairs)
+        except ValueError as exc:
+            _fail(str(exc))
+    try:
+        doc = strength_doc(measured, f"{len(measured)} pairs ({pairs.resolve().name})", sliders, n_xmp)
+    except ValueError as exc:
+        _fail(f"{pairs}: {exc}")
+    text = yaml.safe_dump(doc, sort_keys=False, width=200)
+    if out is None:
+        _out.print(text, markup=False, highlight=False)
+    else:
+        atomic_write_text(out, text)
+        _err.print(f"{len(measured)} pairs ({unreadable} unreadable skipped) → {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

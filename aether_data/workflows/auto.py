@@ -39,6 +39,7 @@ from aether_data.degrade import (
 )
 from aether_data.io.errors import SourceError
 from aether_data.sampling import load_operator_stats, protocol_for_masks
+from aether_data.strength import load_strength_stats
 from aether_data.workflows.base import Pair, PlanRow
 
 __all__ = ["AutoWorkflow", "corrective_params", "preflight"]
@@ -84,6 +85,7 @@ class AutoWorkflow:
         self.spec = spec
         cfg = spec.auto
         self.stats = load_operator_stats(cfg.operator_stats)
+        self.strength = load_strength_stats(cfg.strength_stats) if cfg.strength_stats else None
         self.scorer = None
         if cfg.min_source_score is not None:
             from aether_data.scoring import make_scorer
@@ -173,8 +175,9 @@ class AutoWorkflow:
         return self._inverse(image, rng)
 
     def _supplementary(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        floor = self.spec.quality.auto.min_delta_e if self.spec.quality.enabled else None
         protocol, degradation, degraded = random_operator_degradation(
-            rng, image, self.stats, dtype=image.dtype
+            rng, image, self.stats, dtype=image.dtype, strength=self.strength, min_delta_e=floor
         )
         fix = corrective_params(degradation)
         return Pair(

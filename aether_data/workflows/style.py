@@ -30,6 +30,7 @@ from aether_data.presets.matching import make_matcher, top_categories
 from aether_data.presets.measure import probe_colours
 from aether_data.presets.taxonomy import load_taxonomy
 from aether_data.presets.wording import style_instructions, style_plans
+from aether_data.quality import TEXTURE_KEYS
 from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow
 
 LUT_CACHE_SIZE = 256
@@ -225,7 +226,11 @@ class StyleWorkflow(OneStepWorkflow):
             protocol=None,
             masks=preset_masks(settings),
             preset=preset_info,
-            extra={"grain_seed": grain_seed},
+            extra={
+                "grain_seed": grain_seed,
+                # clarity, texture, grain, dehaze mean to change local structure (quality gates)
+                "texture_edit": any(settings.num(k) != 0 for k in TEXTURE_KEYS if k in settings),
+            },
         )
 
 
