@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from aether_data import __version__
+from aether_data.figures import figure_png
 from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES
 from aether_data.report_quality import plot_delta_e, quality_tables, reference_delta_e
@@ -113,15 +113,6 @@ def collect_stats(out_dir: Path, examples_per_workflow: int = 3) -> DatasetStats
 # plots
 
 
-def _figure_png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def plot_param_histograms(stats: DatasetStats) -> bytes:
     """Small multiples: one histogram of normalised values per parameter that was ever active."""
     import matplotlib
@@ -144,7 +135,7 @@ def plot_param_histograms(stats: DatasetStats) -> bytes:
         ax.axis("off")
     fig.suptitle("Active parameter values (normalised, colour = group)", fontsize=9)
     fig.tight_layout()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_scores(stats: DatasetStats) -> bytes:
@@ -161,7 +152,7 @@ def plot_scores(stats: DatasetStats) -> bytes:
     ax.set_xlabel("aesthetic score")
     ax.set_ylabel("samples")
     ax.legend()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_counts(counter: Counter[str], title: str) -> bytes:
@@ -175,7 +166,7 @@ def plot_counts(counter: Counter[str], title: str) -> bytes:
     ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#2b7bb9")
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 # --------------------------------------------------------------------------------------------------

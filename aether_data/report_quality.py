@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from aether_data.figures import figure_png
+
 __all__ = ["plot_delta_e", "quality_tables", "reference_delta_e"]
 
 
@@ -37,8 +39,6 @@ def plot_delta_e(quality: dict[str, list[dict[str, Any]]], reference: np.ndarray
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aether_data.report import _figure_png
-
     fig, ax = plt.subplots(figsize=(6, 3))
     values = [q["delta_e"] for qs in quality.values() for q in qs]
     top = max([*values, *(reference if reference is not None else [])], default=10.0)
@@ -51,7 +51,7 @@ def plot_delta_e(quality: dict[str, list[dict[str, Any]]], reference: np.ndarray
     ax.set_xlabel("mean CIEDE2000 input → target")
     ax.set_ylabel("density")
     ax.legend()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def quality_tables(
