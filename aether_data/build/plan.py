@@ -10,6 +10,7 @@ task payloads grow with the number of samples.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +58,15 @@ def resolve_sources(spec: PipelineSpec) -> list[str]:
     """The ordered list of source URIs (bundled photographs when no path is given)."""
     if spec.sources.path is None:
         return [str(p) for p in bundled_photos()]
+    rejected: list[tuple[str, str]] = []
     try:
-        found = list_sources(spec.sources.path)
+        found = list_sources(spec.sources.path, rejected)
     except (OSError, ValueError) as exc:
         raise BuildError(f"cannot list sources at {spec.sources.path}: {exc}") from None
+    for name, reason in rejected[:5]:  # not in the plan: a file name that is not UTF-8, a link loop
+        print(f"warning: source {name} left out ({reason})", file=sys.stderr)
+    if len(rejected) > 5:
+        print(f"warning: {len(rejected) - 5} more source entries left out", file=sys.stderr)
     if not found:
         raise BuildError(f"no source images found at {spec.sources.path}")
     return found
