@@ -101,6 +101,9 @@ def test_fewer_samples_refused_with_stray_shards(small: Path, tmp_path: Path) ->
     d = _copy(small, tmp_path / "d")
     code, text = run_cli("build", *SMALL[:2], "-n", "8", *SMALL[4:], "--image-size", "128", "-o", str(d))
     assert code == 2 and "num_samples 16 → 8" in text, text
+    (d / "plan.parquet").unlink()  # without the plan: the shards the smaller plan lacks are found
+    code, text = run_cli("build", *SMALL[:2], "-n", "8", *SMALL[4:], "--image-size", "128", "-o", str(d))
+    assert code == 2 and "holds shard(s) this plan does not have (param-000001)" in text, text
 
 
 # -- 2. audit proves completeness ---------------------------------------------------------------------

@@ -120,8 +120,8 @@ def check_plan(out: storage.AnyPath, plan_doc: Mapping[str, Any], extend: bool) 
                 f"{out}: --incremental extend cannot shrink a dataset (num_samples {n_old} → {n_new})"
             )
         raise BuildError(
-            f"{out} was planned with num_samples {n_old}, this build asks for {n_new}: use "
-            "--incremental extend to grow it, --overwrite to rebuild it, or a new --out"
+            f"{out} was built with other settings (num_samples {n_old} → {n_new}); use --incremental "
+            "extend to grow a dataset, --overwrite to rebuild it, or choose a new --out"
         )
     raise BuildError(
         f"{out} was built with other settings ({describe_changes(old, plan_doc)}); "
