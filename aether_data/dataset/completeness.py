@@ -56,7 +56,8 @@ def _check_plan(
 ) -> None:
     path = out_dir / "plan.parquet"
     if not path.is_file():
-        warn("plan.parquet is missing: completeness is checked against planned_samples only")
+        if "planned_samples" in manifest:  # written by `aether build`, which writes a plan
+            warn("plan.parquet is missing: completeness is checked against planned_samples only")
         return
     read = _read_plan(path, problem)
     if read is None:
@@ -163,4 +164,5 @@ def check_completeness(
         problem(f"manifest seed {manifest.get('seed')} != spec.seed {spec.get('seed')}")
     _check_plan(out_dir, manifest, found, skipped_keys, problem, warn)
     _check_fingerprints(manifest, fps, problem)
-    _check_skipped_file(out_dir, index_skipped, problem, warn)
+    if "planned_samples" in manifest or (out_dir / "skipped.parquet").is_file():
+        _check_skipped_file(out_dir, index_skipped, problem, warn)
