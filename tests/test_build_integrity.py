@@ -256,3 +256,17 @@ def test_extend_32_to_64_equals_a_fresh_64_build(ray_session, tmp_path: Path) ->
     )  # fmt: skip
     assert code == 2 and "seed 0 → 3" in text, text
     assert run_cli("audit", str(grown), "--deep")[0] == 0
+
+
+def test_expert_db_without_pairs_fails_before_any_worker(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from aether_data.expert_db.db import BUNDLED_DB
+
+    db = tmp_path / "db"
+    shutil.copytree(BUNDLED_DB, db)
+    pq.write_table(pq.read_table(db / "pairs.parquet").slice(0, 0), db / "pairs.parquet")
+    cfg = tmp_path / "auto.yaml"
+    cfg.write_text(f"workflow: auto\nauto:\n  expert_db: {db}\n")
+    code, text = run_cli("build", "-c", str(cfg), "-n", "2", "-q", "-o", str(tmp_path / "o"))
+    assert code == 2 and "holds no pairs" in text and "Traceback" not in text, text

@@ -443,10 +443,9 @@ def test_audit_index_order_mismatch(dataset: Path) -> None:
 
 def test_audit_deep_detects_size_mismatch(dataset: Path) -> None:
     build_shard(dataset, "style-000000", STYLE_KEYS, target_size=(64, 48))
-    write_manifest(
-        dataset,
-        build_manifest(dataset, spec=SPEC, seed=7, code_version="v", shards=["param-000000", "style-000000"]),
-    )
+    shards = ["param-000000", "style-000000"]
+    write_manifest(dataset, build_manifest(dataset, spec=SPEC, seed=7, code_version="v", shards=shards))
+    write_skipped_parquet(dataset, collect_skipped(dataset, shards))  # the rebuilt shard skips nothing
     assert audit(dataset).ok  # shallow audit does not decode images
     _assert_only_shard_fails(
         audit(dataset, deep=True), "style-000000", "input size (64, 64) != target size (64, 48)"
