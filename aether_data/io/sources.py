@@ -7,9 +7,10 @@ bounded (timeout, size cap) and retried with exponential backoff on transient fa
 connection errors, HTTP 408/425/429/5xx); a URL that still fails becomes a counted skip reason
 (``http-404``, ``timeout``, ``unreachable``, ...) in the manifest, never a failed build.
 
-Settings (environment, read on each worker): ``AETHER_HTTP_TIMEOUT`` (seconds per attempt,
-default 30), ``AETHER_HTTP_RETRIES`` (extra attempts, default 3), ``AETHER_HTTP_BACKOFF`` (first
-backoff in seconds, doubling, default 0.5), ``AETHER_HTTP_MAX_BYTES`` (default 256 MiB).
+Settings (environment, read on each worker): ``AETHER_HTTP_TIMEOUT`` (seconds per attempt, the
+body included, default 30), ``AETHER_HTTP_RETRIES`` (extra attempts, default 3),
+``AETHER_HTTP_BACKOFF`` (first backoff in seconds, doubling, default 0.5),
+``AETHER_HTTP_MAX_BYTES`` (default 256 MiB).
 """
 
 from __future__ import annotations
@@ -144,8 +145,10 @@ def _read_capped(resp: object, url: str, max_bytes: int, deadline: float, timeou
 def fetch(url: str, settings: FetchSettings | None = None) -> bytes:
     """Download ``url`` to bytes: a total deadline per attempt, retries with exponential backoff.
 
-    Each attempt must finish within ``timeout_s`` (connect, headers and body together, not per
-    socket read), redirects are followed to http(s) only and the body is capped at ``max_bytes``.
+    Connecting and each header read wait at most ``timeout_s``; the body must be complete within
+    ``timeout_s`` of the attempt's start (checked between reads, so a server that drips a byte at a
+    time is cut off at most one socket timeout later). Redirects are followed to http(s) only and
+    the body is capped at ``max_bytes``.
     Raises SourceError with reason ``http-{status}`` (non-retryable status, or retryable one that
     persisted), ``timeout``, ``unreachable`` (DNS, refused, reset), ``bad-redirect`` or ``too-large``.
     """
