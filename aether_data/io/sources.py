@@ -16,10 +16,13 @@ body included, default 30), ``AETHER_HTTP_RETRIES`` (extra attempts, default 3),
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import json
 import os
 import re
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -120,7 +123,65 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+class _Watch:
+    """The deadline of one download attempt: when it passes, the attempt's socket is shut down, which
+    ends any read in progress (connect, status line, headers or body) at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self.sock: socket.socket | None = None
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._shut()
+
+    def _shut(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def attach(self, sock: socket.socket | None) -> None:
+        self.sock = sock
+        if self.fired:
+            self._shut()
+
+
+_WATCH = threading.local()
+
+
+def _watched(cls: type) -> type:
+    class Watched(cls):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            watch = getattr(_WATCH, "current", None)
+            if watch is not None:
+                watch.attach(self.sock)
+
+    return Watched
+
+
+_WatchedHTTPConnection = _watched(http.client.HTTPConnection)
+_WatchedHTTPSConnection = _watched(http.client.HTTPSConnection)
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):  # type: ignore[no-untyped-def]
+        return self.do_open(_WatchedHTTPConnection, req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):  # type: ignore[no-untyped-def]
+        kw = {"context": self._context}
+        if getattr(self, "_check_hostname", None) is not None:  # Python < 3.12
+            kw["check_hostname"] = self._check_hostname
+        return self.do_open(_WatchedHTTPSConnection, req, **kw)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTPHandler, _WatchedHTTPSHandler)
 
 
 def _read_capped(resp: object, url: str, max_bytes: int, deadline: float, timeout_s: float) -> bytes:
@@ -135,6 +196,10 @@ def _read_capped(resp: object, url: str, max_bytes: int, deadline: float, timeou
             raise TimeoutError(f"download not finished within {timeout_s}s")
         chunk = resp.read1(1 << 16)  # type: ignore[attr-defined]  # what is there, not a full buffer
         if not chunk:
+            if time.monotonic() > deadline:  # the deadline's timer shut the socket: not an end of body
+                raise TimeoutError(f"download not finished within {timeout_s}s")
+            if length is not None and length.isdigit() and total != int(length):
+                raise http.client.IncompleteRead(b"", int(length) - total)
             return b"".join(chunks)
         total += len(chunk)
         if total > max_bytes:
@@ -145,10 +210,9 @@ def _read_capped(resp: object, url: str, max_bytes: int, deadline: float, timeou
 def fetch(url: str, settings: FetchSettings | None = None) -> bytes:
     """Download ``url`` to bytes: a total deadline per attempt, retries with exponential backoff.
 
-    Connecting and each header read wait at most ``timeout_s``; the body must be complete within
-    ``timeout_s`` of the attempt's start (checked between reads, so a server that drips a byte at a
-    time is cut off at most one socket timeout later). Redirects are followed to http(s) only and
-    the body is capped at ``max_bytes``.
+    Each attempt must finish within ``timeout_s`` in total (connect, status, headers and body: a
+    timer shuts the socket down at the deadline, so a server that drips a byte at a time is cut off
+    too). Redirects are followed to http(s) only and the body is capped at ``max_bytes``.
     Raises SourceError with reason ``http-{status}`` (non-retryable status, or retryable one that
     persisted), ``timeout``, ``unreachable`` (DNS, refused, reset), ``bad-redirect`` or ``too-large``.
     """
@@ -161,6 +225,9 @@ def fetch(url: str, settings: FetchSettings | None = None) -> bytes:
             time.sleep(s.backoff_s * (2 ** (attempt - 1)))
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
         deadline = time.monotonic() + s.timeout_s
+        watch = _Watch(s.timeout_s)
+        _WATCH.current = watch
+        watch.timer.start()
         try:
             with _OPENER.open(req, timeout=s.timeout_s) as resp:
                 return _read_capped(resp, url, s.max_bytes, deadline, s.timeout_s)
@@ -168,15 +235,15 @@ def fetch(url: str, settings: FetchSettings | None = None) -> bytes:
             last = SourceError(f"http-{exc.code}", url, str(exc.reason))
             if exc.code not in _RETRY_STATUS:
                 raise last from None
-        except TimeoutError as exc:
-            last = SourceError("timeout", url, f"no answer within {s.timeout_s}s ({exc})")
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                last = SourceError("timeout", url, f"no answer within {s.timeout_s}s")
-            else:
-                last = SourceError("unreachable", url, str(exc.reason))
-        except (ConnectionError, OSError) as exc:  # reset mid-body, incomplete read, ...
-            last = SourceError("unreachable", url, str(exc))
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            if watch.fired or isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+                last = SourceError("timeout", url, f"not finished within {s.timeout_s}s")
+            else:  # DNS, refused, reset mid-body, incomplete read, ...
+                last = SourceError("unreachable", url, str(reason))
+        finally:
+            watch.timer.cancel()
+            _WATCH.current = None
     assert last is not None
     raise last
 
