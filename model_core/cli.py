@@ -159,8 +159,14 @@ def retouch_command(
     pair's edit (--ref-after)."""
     from aether_data.io.atomic import atomic_write_bytes
     from aether_data.io.errors import SourceError
-    from aether_data.io.imaging import encode_jpeg, encode_png, load_image
+    from aether_data.io.imaging import OUTPUT_FORMATS, encode_for_suffix, encode_jpeg, encode_png, load_image
 
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        err.print(f"[red]error:[/red] {output}: use one of {', '.join(sorted(OUTPUT_FORMATS))}")
+        raise typer.Exit(2)
+    if output.parent.exists() and not output.parent.is_dir():
+        err.print(f"[red]error:[/red] {output}: {output.parent} is not a folder")
+        raise typer.Exit(2)
     try:
         if ref_after is not None:
             from model_core.retouch import reference_retouch
@@ -198,9 +204,21 @@ def retouch_command(
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    data = encode_png(result) if output.suffix.lower() == ".png" else encode_jpeg(result, quality=95)
-    atomic_write_bytes(output, data)
+    try:
+        suffix = output.suffix.lower()
+        data = (
+            encode_png(result)
+            if suffix == ".png"
+            else encode_jpeg(result, quality=95)
+            if suffix in (".jpg", ".jpeg")
+            else encode_for_suffix(result, suffix)
+        )
+        atomic_write_bytes(output, data)
+        if completion is not None:
+            atomic_write_bytes(output.with_suffix(".txt"), (completion + "\n").encode("utf-8"))
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write {output}: {exc}")
+        raise typer.Exit(1) from None
     err.print(f"wrote {output}")
     if completion is not None:
-        atomic_write_bytes(output.with_suffix(".txt"), (completion + "\n").encode("utf-8"))
         out.print(completion)

@@ -29,7 +29,9 @@ def build_hashes(root: Path, workflow: str, run) -> dict[str, str]:
     files = sorted(
         p
         for p in out.rglob("*")
-        if p.is_file() and p.name not in ("run.json",) and "logs" not in p.relative_to(out).parts
+        if p.is_file()
+        and p.name not in ("run.json", ".aether.lock")
+        and "logs" not in p.relative_to(out).parts
     )
     return {p.relative_to(out).as_posix(): _digest(p) for p in files}
 

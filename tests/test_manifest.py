@@ -307,12 +307,18 @@ def test_audit_ok(dataset: Path) -> None:
 
 def test_audit_stray_temp_is_warning_only(dataset: Path) -> None:
     (dataset / "shards" / ".tmp-param-000001.tar.123-abcd").write_bytes(b"partial")
-    (dataset / "shards" / "param-000099.tar").write_bytes(b"")
     report = audit(dataset)
     assert report.ok
-    assert len(report.warnings) == 2
+    assert len(report.warnings) == 1
     assert any(".tmp-param-000001" in w for w in report.warnings)
-    assert any("param-000099" in w for w in report.warnings)
+
+
+def test_audit_unlisted_tar_is_a_problem(dataset: Path) -> None:
+    # trainers read every shards/*.tar: an unlisted one would be trained on (issue #20, case 8)
+    (dataset / "shards" / "param-000099.tar").write_bytes(b"")
+    report = audit(dataset)
+    assert not report.ok
+    assert any("param-000099.tar is not listed" in p.message for p in report.problems)
 
 
 def _assert_only_shard_fails(report: AuditReport, shard: str, needle: str) -> None:
@@ -437,10 +443,9 @@ def test_audit_index_order_mismatch(dataset: Path) -> None:
 
 def test_audit_deep_detects_size_mismatch(dataset: Path) -> None:
     build_shard(dataset, "style-000000", STYLE_KEYS, target_size=(64, 48))
-    write_manifest(
-        dataset,
-        build_manifest(dataset, spec=SPEC, seed=7, code_version="v", shards=["param-000000", "style-000000"]),
-    )
+    shards = ["param-000000", "style-000000"]
+    write_manifest(dataset, build_manifest(dataset, spec=SPEC, seed=7, code_version="v", shards=shards))
+    write_skipped_parquet(dataset, collect_skipped(dataset, shards))  # the rebuilt shard skips nothing
     assert audit(dataset).ok  # shallow audit does not decode images
     _assert_only_shard_fails(
         audit(dataset, deep=True), "style-000000", "input size (64, 64) != target size (64, 48)"

@@ -143,6 +143,24 @@ def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
             raise typer.Exit(1)
 
 
+def _check_options(fail_on_error_rate: float | None, incremental: str | None, overwrite: bool) -> None:
+    """Options that typer's types do not bound: a one-line error and exit 2."""
+    import math
+
+    problem = None
+    if fail_on_error_rate is not None and not (
+        math.isfinite(fail_on_error_rate) and 0.0 <= fail_on_error_rate <= 1.0
+    ):
+        problem = f"--fail-on-error-rate must be a fraction between 0 and 1, got {fail_on_error_rate}"
+    elif incremental is not None and incremental != "extend":
+        problem = f"--incremental supports only 'extend', got {incremental!r}"
+    elif incremental is not None and overwrite:
+        problem = "--incremental extend keeps the existing shards; it cannot be combined with --overwrite"
+    if problem:
+        err.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(2)
+
+
 def build_command(
     workflow: Annotated[
         str | None, typer.Option("--workflow", "-w", help="param | style | auto | region | all")
@@ -193,6 +211,15 @@ def build_command(
             help="calibrate edit strengths (param, auto operators) to `aether stats strength` output",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="delete a previous build in --out first, then build")
+    ] = False,
+    incremental: Annotated[
+        str | None,
+        typer.Option(
+            "--incremental", help="extend: grow a dataset of the same spec and seed to --num-samples"
+        ),
+    ] = None,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
     # Long only by its option declarations (typer reads them from the signature); the work is in
@@ -204,6 +231,7 @@ def build_command(
 
     if workflow is None and config is None:
         workflow = "auto"
+    _check_options(fail_on_error_rate, incremental, overwrite)
     overrides = _build_overrides(
         sources=sources,
         num_samples=num_samples,
@@ -233,7 +261,9 @@ def build_command(
     progress = None if quiet else BuildProgress(err)
     catch_interrupts()
     try:
-        summary = run_build(spec, out_dir, progress=progress)
+        summary = run_build(
+            spec, out_dir, progress=progress, overwrite=overwrite, extend=incremental == "extend"
+        )
     except BuildError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -6,6 +6,7 @@ bench never pay for it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ __all__ = ["INTERRUPTED", "ShardBuilder", "catch_interrupts", "execute", "init_r
 class ShardBuilder:
     """Ray Data actor: loads workflow resources once, then builds shard after shard."""
 
-    def __init__(self, spec_json: str, out_dir: str, sources: list[Any]) -> None:
+    def __init__(self, spec_json: str, out_dir: str, sources: list[Any], fingerprint_json: str = "") -> None:
         limit_threads(1)
         spec = PipelineSpec.model_validate_json(spec_json)
         # A worker that cannot set up (missing model weights, bad preset library) reports that on
@@ -36,6 +37,9 @@ class ShardBuilder:
         self.setup_error: str | None = None
         try:
             self.ctx = ShardContext(spec, out_dir)
+            if fingerprint_json:  # (fingerprint, document): recorded in every index it writes
+                fp = json.loads(fingerprint_json)
+                self.ctx.fingerprint = (fp["fingerprint"], fp["doc"])
         except Exception as exc:
             self.setup_error = f"worker setup failed: {type(exc).__name__}: {exc}"
         import ray
@@ -94,6 +98,7 @@ def execute(
     spans: Sequence[ShardSpan],
     workers: int,
     sources: Sequence[str],
+    fingerprint: tuple[str, dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run shard tasks on Ray Data, yielding each shard's summary as it completes.
 
@@ -118,6 +123,9 @@ def execute(
             "spec_json": spec.model_dump_json(),
             "out_dir": str(out_dir),
             "sources": [sources_ref],  # in a list: resolved by the actor, not by Ray Data
+            "fingerprint_json": json.dumps({"fingerprint": fingerprint[0], "doc": fingerprint[1]})
+            if fingerprint
+            else "",
         },
         # two shards in flight per actor: the next shard is already queued when one finishes, so
         # an actor never idles while the driver notices and dispatches (with 1 in flight the 2-worker

@@ -9,6 +9,8 @@ task payloads grow with the number of samples.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,10 +58,15 @@ def resolve_sources(spec: PipelineSpec) -> list[str]:
     """The ordered list of source URIs (bundled photographs when no path is given)."""
     if spec.sources.path is None:
         return [str(p) for p in bundled_photos()]
+    rejected: list[tuple[str, str]] = []
     try:
-        found = list_sources(spec.sources.path)
+        found = list_sources(spec.sources.path, rejected)
     except (OSError, ValueError) as exc:
         raise BuildError(f"cannot list sources at {spec.sources.path}: {exc}") from None
+    for name, reason in rejected[:5]:  # not in the plan: a file name that is not UTF-8, a link loop
+        print(f"warning: source {name} left out ({reason})", file=sys.stderr)
+    if len(rejected) > 5:
+        print(f"warning: {len(rejected) - 5} more source entries left out", file=sys.stderr)
     if not found:
         raise BuildError(f"no source images found at {spec.sources.path}")
     return found
@@ -178,7 +185,7 @@ def _plan_batch(rows: Sequence[PlanRow]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(cols, schema=PLAN_SCHEMA)
 
 
-def _write_plan_file(dest: Path, rows: Iterator[PlanRow], total: int) -> str:
+def _write_plan_file(dest: Path, rows: Iterator[PlanRow], total: int, schema: pa.Schema = PLAN_SCHEMA) -> str:
     """Stream plan rows into a parquet file; returns its sha256.
 
     Bytes equal a single ``pq.write_table(whole_plan, row_group_size=min(total, PLAN_ROW_GROUP))``:
@@ -186,7 +193,7 @@ def _write_plan_file(dest: Path, rows: Iterator[PlanRow], total: int) -> str:
     is bounded by one row group, not by the plan.
     """
     group = max(1, min(total, PLAN_ROW_GROUP))
-    with pq.ParquetWriter(dest, PLAN_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(dest, schema, compression="zstd") as writer:
         batches: list[pa.RecordBatch] = []
         pending = 0
         buf: list[PlanRow] = []
@@ -206,23 +213,41 @@ def _write_plan_file(dest: Path, rows: Iterator[PlanRow], total: int) -> str:
     return storage.sha256(dest)
 
 
-def write_plan(out_dir: storage.AnyPath, spec: PipelineSpec, sources: Sequence[str]) -> int:
+def write_plan(
+    out_dir: storage.AnyPath,
+    spec: PipelineSpec,
+    sources: Sequence[str],
+    metadata: dict[bytes, bytes] | None = None,
+    replace: bool = False,
+) -> int:
     """Write plan.parquet (streamed); refuse to resume into a directory planned differently.
 
     Returns the number of planned samples. The file is written through ``io.atomic`` (a temp file
-    beside it, or a local spool for URIs), so a reader never sees half a plan.
+    beside it, or a local spool for URIs), so a reader never sees half a plan. Locally it is
+    created with compare-and-create semantics (``os.link`` fails if a plan appeared meanwhile, which
+    is then compared); ``replace`` (extend, an unreadable old plan) replaces the old one.
+    ``metadata`` is stored in the parquet schema (the build's fingerprint document).
     """
     path = out_dir / "plan.parquet"
     out = AtomicFile(path)
     try:
-        sha = _write_plan_file(out.path, iter_plan(spec, sources), spec.num_samples)
-        if path.exists():
-            out.abort()
+        schema = PLAN_SCHEMA.with_metadata(metadata) if metadata else PLAN_SCHEMA
+        sha = _write_plan_file(out.path, iter_plan(spec, sources), spec.num_samples, schema)
+        if not replace and isinstance(path, Path):
+            with open(out.path, "rb+") as f:
+                os.fsync(f.fileno())
+            try:
+                os.link(out.path, path)  # compare-and-create: fails if a plan exists
+            except FileExistsError:
+                pass
+            else:
+                return spec.num_samples
+        if not replace and path.exists():
             if storage.sha256(path) == sha:
                 return spec.num_samples
             raise BuildError(
                 f"{out_dir} already holds a different plan (other spec, seed or sources); "
-                "choose a new --out directory or remove the old one"
+                "re-run with --overwrite, or choose a new --out directory"
             )
         out.commit()
     finally:

@@ -17,10 +17,11 @@ from aether_data.annotate import annotator_manifest
 from aether_data.build.clock import STAGES
 from aether_data.build.errors import BuildError
 from aether_data.build.executor import INTERRUPTED, execute, init_ray, keep_interrupt_handler
-from aether_data.build.plan import ShardSpan, iter_shard_spans, resolve_sources, write_plan
+from aether_data.build.fingerprint import content_spec, fingerprint_doc, input_fingerprints, shard_fingerprint
+from aether_data.build.plan import iter_shard_spans, resolve_sources, write_plan
 from aether_data.build.precheck import usable_sources
+from aether_data.build.resume import PLAN_DOC_KEY, check_plan, clear_output, lock_output, select_shards
 from aether_data.config import PipelineSpec
-from aether_data.dataset.index import index_path, shard_is_done
 from aether_data.dataset.manifest import (
     build_manifest,
     collect_skipped,
@@ -123,7 +124,12 @@ class _Tally:
 
 
 def _write_manifest(
-    out: storage.AnyPath, spec: PipelineSpec, names: list[str], planned: int, rejected: dict[str, Any] | None
+    out: storage.AnyPath,
+    spec: PipelineSpec,
+    names: list[str],
+    planned: int,
+    rejected: dict[str, Any] | None,
+    fingerprints: dict[str, str],
 ) -> dict[str, Any]:
     """manifest.json and skipped.parquet, from the indexes of every shard (written last)."""
     manifest = build_manifest(
@@ -136,6 +142,7 @@ def _write_manifest(
             "annotator": annotator_manifest(spec.annotator),
             "planned_samples": planned,
             **({"sources_rejected": rejected} if rejected is not None else {}),
+            "fingerprints": fingerprints,
         },
     )
     write_manifest(out, manifest)
@@ -144,16 +151,33 @@ def _write_manifest(
 
 
 def run_build(
-    spec: PipelineSpec, out_dir: str | Path | storage.RemotePath, progress: Any | None = None
+    spec: PipelineSpec,
+    out_dir: str | Path | storage.RemotePath,
+    progress: Any | None = None,
+    *,
+    overwrite: bool = False,
+    extend: bool = False,
 ) -> BuildSummary:
     """Plan, build the shards that are not done, write the manifest. Safe to re-run (resume).
 
     `out_dir` may be a URI (``s3://bucket/run``; see the storage module for the commit rule).
     The driver streams the plan to plan.parquet and holds only shard spans, never per-sample rows.
+    A local output is locked for the whole build; shards are reused only when their fingerprint
+    matches (``build.resume``). ``overwrite`` clears a previous build first; ``extend`` grows a
+    dataset of the same spec and seed to more samples, keeping its shards.
     """
-    start = time.perf_counter()
     out = storage.as_path(out_dir)
     _prepare_output(out)
+    with lock_output(out):
+        return _run_locked(spec, out, progress, overwrite=overwrite, extend=extend)
+
+
+def _run_locked(
+    spec: PipelineSpec, out: storage.AnyPath, progress: Any | None, *, overwrite: bool, extend: bool
+) -> BuildSummary:
+    start = time.perf_counter()
+    if overwrite:
+        clear_output(out)
     _preflight(spec)
     sources = resolve_sources(spec)
     rejected = None
@@ -161,32 +185,35 @@ def run_build(
         sources, rejected = usable_sources(sources, spec.sources.max_pixels)
         if not sources:
             raise BuildError(f"no usable source images ({rejected['reasons']})")
-    planned = write_plan(out, spec, sources)
-    _clean_temp_files(out)
-    names: list[str] = []
-    todo: list[ShardSpan] = []
-    for span in iter_shard_spans(spec):
-        names.append(span.name)
-        if not shard_is_done(out / "shards" / f"{span.name}.tar", index_path(out, span.name)):
-            todo.append(span)
+    inputs = input_fingerprints(spec)
+    doc = fingerprint_doc(spec, sources, inputs)
+    fingerprint = shard_fingerprint(spec, doc=doc)
+    plan_doc = {**doc, "num_samples": spec.num_samples}
+    replace = check_plan(out, plan_doc, extend)
+    _clean_temp_files(out)  # under the lock: no other build's temp files
+    spans = list(iter_shard_spans(spec))
+    names = [s.name for s in spans]
+    todo, reused = select_shards(out, spans, fingerprint, doc, extend=extend)  # before the plan is written
+    meta = {PLAN_DOC_KEY: json.dumps(plan_doc, sort_keys=True, separators=(",", ":")).encode()}
+    planned = write_plan(out, spec, sources, metadata=meta, replace=replace)
     tally = _Tally(
         BuildSummary(
             out_dir=out,
             planned_samples=planned,
             shards_total=len(names),
             shards_built=0,
-            shards_reused=len(names) - len(todo),
+            shards_reused=reused,
             samples_written=0,
             skipped=0,
             reasons={},
         )
     )
     if progress is not None:
-        progress.start(total_shards=len(names), reused=len(names) - len(todo), todo=len(todo))
+        progress.start(total_shards=len(names), reused=reused, todo=len(todo))
     if todo:
         init_ray(spec.runtime.ray_address, spec.runtime.workers)
         keep_interrupt_handler()
-        for res in execute(spec, out, todo, spec.runtime.workers, sources):
+        for res in execute(spec, out, todo, spec.runtime.workers, sources, (fingerprint, doc)):
             if INTERRUPTED.is_set():  # a Ctrl-C that a library swallowed still stops the build
                 raise KeyboardInterrupt
             tally.add(res)
@@ -201,7 +228,9 @@ def run_build(
         progress.stop()
     write_run_log(out, spec, summary)
     if not summary.failed:
-        summary.manifest = _write_manifest(out, spec, names, planned, rejected)
+        summary.manifest = _write_manifest(
+            out, spec, names, planned, rejected, {**inputs, "spec": fingerprint}
+        )
     return summary
 
 
@@ -213,22 +242,6 @@ def _sum_stats(per_worker: Any) -> dict[str, Any]:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 total[k] += v
     return dict(sorted(total.items()))
-
-
-def content_spec(spec: PipelineSpec) -> dict[str, Any]:
-    """The spec as stored in the manifest: everything that determines content.
-
-    `runtime` (workers, cluster address) changes where a build runs, never what it writes, so it
-    is left out; otherwise `--workers 1` and `--workers 8` would give different manifests. It is
-    recorded in `run.json` with the timings instead.
-    """
-    exclude: dict[str, Any] = {
-        "runtime": True,
-        "annotator": {"concurrency", "timeout_s", "retry_backoff_s", "cache_dir", "num_gpus"},
-    }
-    if "region" not in spec.workflows():  # the three global workflows keep their manifest bytes
-        exclude["region"] = True
-    return spec.model_dump(mode="json", exclude=exclude)
 
 
 def write_run_log(out: storage.AnyPath, spec: PipelineSpec, summary: BuildSummary) -> None:

@@ -75,6 +75,7 @@ class ShardContext:
         self.clock = StageClock(timer)
         self.renderer = SampleRenderer(spec, self.workflows, self.clock, self.faults)
         self.records = RecordMaker(spec)
+        self.fingerprint: tuple[str, dict[str, Any]] | None = None  # set by the driver's executor
         warm_up_kernels()  # compiled LUT / pixel kernels loaded before the first sample, not during it
         keep_freed_memory()  # reuse freed image buffers instead of page-faulting fresh ones
 
@@ -152,7 +153,8 @@ class ShardContext:
                 clock.mark("write")
             clock.start()
             shard = writer.commit()
-        write_index(index_path, shard, rows, skipped)
+        fp, fp_doc = self.fingerprint or (None, None)
+        write_index(index_path, shard, rows, skipped, fingerprint=fp, fingerprint_doc=fp_doc)
         clock.mark("write")
         if errors:
             atomic_write_bytes(self.out_dir / "logs" / f"{task.name}.errors.txt", "\n".join(errors).encode())

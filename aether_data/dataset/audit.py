@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from aether_data.dataset.completeness import check_completeness
 from aether_data.dataset.index import (
     INDEX_SCHEMA,
     NULL_PROTOCOL,
@@ -111,6 +112,9 @@ def _audit_shard(
         report(f"tar {tar.relative_to(out_dir)} is missing")
         totals["complete"] = False
         return 0
+    for p in (tar, ipath):
+        if isinstance(p, Path) and p.is_symlink():  # a link can point anywhere, also at another shard
+            report(f"{p.relative_to(out_dir)} is a symbolic link, not a file of this dataset")
     # a remote shard is downloaded once (to a temp file) for both the checksum and the read
     with storage.local_file(tar) as local_tar:
         return _audit_tar(out_dir, entry, report, key_owner, totals, deep, tar, ipath, local_tar)
@@ -153,6 +157,7 @@ def _audit_index(
     if entry.get("samples") != table.num_rows:
         report(f"manifest says {entry.get('samples')} samples, index has {table.num_rows}")
     totals["skipped"].extend(meta["skipped"])
+    totals["fingerprints"][name] = meta
     for row in table.to_pylist():
         if row["key"] in rows:
             report(f"key {row['key']} appears twice in the index")
@@ -301,7 +306,10 @@ def audit(out_dir: str | os.PathLike[str], deep: bool = False) -> AuditReport:
     """Verify a built dataset from its bytes: manifest, every shard tar, index and sample record.
 
     Streams each tar (one sample in memory at a time). ``deep`` also decodes every image and checks
-    input/target sizes agree. Stray ``.tmp-`` files and unlisted tars are warnings, not problems.
+    input/target sizes agree. Completeness (``dataset.completeness``): every planned key is in a
+    shard or skipped, counts, seed and spec agree with the plan, one fingerprint over all shards.
+    Unlisted or symlinked tars are problems (trainers read every ``shards/*.tar``); stray ``.tmp-``
+    files are warnings.
     ``out_dir`` may be a URI (``s3://bucket/run``): each shard is then downloaded once to a temp file.
     """
     out_dir = storage.as_path(out_dir)
@@ -325,7 +333,13 @@ def audit(out_dir: str | os.PathLike[str], deep: bool = False) -> AuditReport:
     key_owner: dict[str, str] = {}
     # index-derived totals; "complete" turns False when a shard's index could not be used (already a
     # shard problem), and the per-workflow/protocol/skipped comparisons are then not repeated.
-    totals: dict[str, Any] = {"workflow": Counter(), "protocol": Counter(), "skipped": [], "complete": True}
+    totals: dict[str, Any] = {
+        "workflow": Counter(),
+        "protocol": Counter(),
+        "skipped": [],
+        "fingerprints": {},
+        "complete": True,
+    }
     listed: set[str] = set()
     samples = 0
     shard_count = 0
@@ -344,8 +358,8 @@ def audit(out_dir: str | os.PathLike[str], deep: bool = False) -> AuditReport:
     shard_dir = out_dir / "shards"
     if shard_dir.is_dir():
         for p in sorted(shard_dir.glob("*.tar")):
-            if p.stem not in listed:
-                warnings.append(f"shards/{p.name} is not listed in the manifest")
+            if p.stem not in listed:  # trainers read every shards/*.tar: a stray one is trained on
+                problems.append(Problem(p.stem, f"shards/{p.name} is not listed in the manifest"))
 
     def dataset_problem(msg: str) -> None:
         problems.append(Problem(None, msg))
@@ -360,6 +374,16 @@ def audit(out_dir: str | os.PathLike[str], deep: bool = False) -> AuditReport:
         dataset_problem(f"manifest samples {m_samples} != samples found in tars {samples}")
     if not totals["complete"]:
         return AuditReport(not problems, problems, shard_count, samples, warnings)
+    if isinstance(manifest, dict):
+        check_completeness(
+            out_dir,
+            manifest,
+            key_owner,
+            totals["skipped"],
+            totals["fingerprints"],
+            dataset_problem,
+            warnings.append,
+        )
     if isinstance(manifest.get("per_workflow"), dict) and manifest["per_workflow"] != dict(
         totals["workflow"]
     ):

@@ -197,12 +197,15 @@ def write_index(
     shard: ShardInfo,
     rows: Sequence[Mapping[str, Any]],
     skipped: Sequence[Mapping[str, Any]] = (),
+    fingerprint: str | None = None,
+    fingerprint_doc: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the shard's parquet index atomically; rows in tar order.
 
     Each row is either ``{"key", "members": TarWriter.add(...) result, **task fields}`` or an
     already flat :func:`index_row`. The metadata records the tar's name, sha256, size and sample
-    count, which is what makes a shard "done" for resume.
+    count, which is what makes a shard "done" for resume; ``fingerprint`` (with the document it
+    hashes, ``build.fingerprint``) is what makes it reusable by a build with the same settings.
     """
     norm = [_normalise_row(r) for r in rows]
     if len(norm) != shard.samples:
@@ -220,6 +223,9 @@ def write_index(
         "skipped": json.dumps(normalise_skipped(skipped), sort_keys=True, separators=(",", ":")),
         "index_version": INDEX_VERSION,
     }
+    if fingerprint is not None:
+        meta["fingerprint"] = fingerprint
+        meta["fingerprint_doc"] = json.dumps(fingerprint_doc or {}, sort_keys=True, separators=(",", ":"))
     metadata = {f"{_META_PREFIX}{k}".encode(): v.encode("utf-8") for k, v in sorted(meta.items())}
     table = pa.Table.from_pydict(columns, schema=INDEX_SCHEMA.with_metadata(metadata))
     atomic_write_bytes(index_path, parquet_bytes(table))
@@ -244,8 +250,9 @@ def _decode_metadata(raw: Mapping[bytes, bytes] | None, where: str) -> dict[str,
         for k in ("tar_size", "samples"):
             if k in meta:
                 meta[k] = int(meta[k])
-        if "skipped" in meta:
-            meta["skipped"] = json.loads(meta["skipped"])
+        for k in ("skipped", "fingerprint_doc"):
+            if k in meta:
+                meta[k] = json.loads(meta[k])
     except ValueError as e:
         raise ValueError(f"{where}: undecodable aether metadata: {e}") from e
     errors = schema_errors("shard-index", meta)

@@ -7,18 +7,22 @@ bounded (timeout, size cap) and retried with exponential backoff on transient fa
 connection errors, HTTP 408/425/429/5xx); a URL that still fails becomes a counted skip reason
 (``http-404``, ``timeout``, ``unreachable``, ...) in the manifest, never a failed build.
 
-Settings (environment, read on each worker): ``AETHER_HTTP_TIMEOUT`` (seconds per attempt,
-default 30), ``AETHER_HTTP_RETRIES`` (extra attempts, default 3), ``AETHER_HTTP_BACKOFF`` (first
-backoff in seconds, doubling, default 0.5), ``AETHER_HTTP_MAX_BYTES`` (default 256 MiB).
+Settings (environment, read on each worker): ``AETHER_HTTP_TIMEOUT`` (seconds per attempt, the
+body included, default 30), ``AETHER_HTTP_RETRIES`` (extra attempts, default 3),
+``AETHER_HTTP_BACKOFF`` (first backoff in seconds, doubling, default 0.5),
+``AETHER_HTTP_MAX_BYTES`` (default 256 MiB).
 """
 
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import json
 import os
 import re
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -107,44 +111,139 @@ class FetchSettings:
     )
 
 
-def _read_capped(resp: object, url: str, max_bytes: int) -> bytes:
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: a list or image URL may not lead to ftp:// or file://."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        target = urljoin(req.full_url, newurl)
+        if not is_http(target):
+            raise SourceError(
+                "bad-redirect", req.full_url, f"redirect to {target!r} (only http(s) is followed)"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class _Watch:
+    """The deadline of one download attempt: when it passes, the attempt's socket is shut down, which
+    ends any read in progress (connect, status line, headers or body) at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self.sock: socket.socket | None = None
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._shut()
+
+    def _shut(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def attach(self, sock: socket.socket | None) -> None:
+        self.sock = sock
+        if self.fired:
+            self._shut()
+
+
+_WATCH = threading.local()
+
+
+def _watched(cls: type) -> type:
+    class Watched(cls):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            watch = getattr(_WATCH, "current", None)
+            if watch is not None:
+                watch.attach(self.sock)
+
+    return Watched
+
+
+_WatchedHTTPConnection = _watched(http.client.HTTPConnection)
+_WatchedHTTPSConnection = _watched(http.client.HTTPSConnection)
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):  # type: ignore[no-untyped-def]
+        return self.do_open(_WatchedHTTPConnection, req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):  # type: ignore[no-untyped-def]
+        kw = {"context": self._context}
+        if getattr(self, "_check_hostname", None) is not None:  # Python < 3.12
+            kw["check_hostname"] = self._check_hostname
+        return self.do_open(_WatchedHTTPSConnection, req, **kw)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTPHandler, _WatchedHTTPSHandler)
+
+
+def _read_capped(resp: object, url: str, max_bytes: int, deadline: float, timeout_s: float) -> bytes:
+    """The body, at most ``max_bytes``, read before ``deadline`` (a server that drips bytes is cut off)."""
     length = getattr(resp, "headers", {}).get("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise SourceError("too-large", url, f"{length} bytes > {max_bytes}")
-    data = resp.read(max_bytes + 1)  # type: ignore[attr-defined]
-    if len(data) > max_bytes:
-        raise SourceError("too-large", url, f"more than {max_bytes} bytes")
-    return data
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"download not finished within {timeout_s}s")
+        chunk = resp.read1(1 << 16)  # type: ignore[attr-defined]  # what is there, not a full buffer
+        if not chunk:
+            if time.monotonic() > deadline:  # the deadline's timer shut the socket: not an end of body
+                raise TimeoutError(f"download not finished within {timeout_s}s")
+            if length is not None and length.isdigit() and total != int(length):
+                raise http.client.IncompleteRead(b"", int(length) - total)
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > max_bytes:
+            raise SourceError("too-large", url, f"more than {max_bytes} bytes")
+        chunks.append(chunk)
 
 
 def fetch(url: str, settings: FetchSettings | None = None) -> bytes:
-    """Download ``url`` to bytes: timeout per attempt, retries with exponential backoff.
+    """Download ``url`` to bytes: a total deadline per attempt, retries with exponential backoff.
 
+    Each attempt must finish within ``timeout_s`` in total (connect, status, headers and body: a
+    timer shuts the socket down at the deadline, so a server that drips a byte at a time is cut off
+    too). Redirects are followed to http(s) only and the body is capped at ``max_bytes``.
     Raises SourceError with reason ``http-{status}`` (non-retryable status, or retryable one that
-    persisted), ``timeout``, ``unreachable`` (DNS, refused, reset) or ``too-large``.
+    persisted), ``timeout``, ``unreachable`` (DNS, refused, reset), ``bad-redirect`` or ``too-large``.
     """
     s = settings or FetchSettings()
+    if not is_http(url):
+        raise SourceError("bad-url", url, "only http(s) URLs are downloaded")
     last: SourceError | None = None
     for attempt in range(s.retries + 1):
         if attempt:
             time.sleep(s.backoff_s * (2 ** (attempt - 1)))
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        deadline = time.monotonic() + s.timeout_s
+        watch = _Watch(s.timeout_s)
+        _WATCH.current = watch
+        watch.timer.start()
         try:
-            with urllib.request.urlopen(req, timeout=s.timeout_s) as resp:
-                return _read_capped(resp, url, s.max_bytes)
+            with _OPENER.open(req, timeout=s.timeout_s) as resp:
+                return _read_capped(resp, url, s.max_bytes, deadline, s.timeout_s)
         except urllib.error.HTTPError as exc:
             last = SourceError(f"http-{exc.code}", url, str(exc.reason))
             if exc.code not in _RETRY_STATUS:
                 raise last from None
-        except TimeoutError as exc:
-            last = SourceError("timeout", url, f"no answer within {s.timeout_s}s ({exc})")
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                last = SourceError("timeout", url, f"no answer within {s.timeout_s}s")
-            else:
-                last = SourceError("unreachable", url, str(exc.reason))
-        except (ConnectionError, OSError) as exc:  # reset mid-body, incomplete read, ...
-            last = SourceError("unreachable", url, str(exc))
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            if watch.fired or isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+                last = SourceError("timeout", url, f"not finished within {s.timeout_s}s")
+            else:  # DNS, refused, reset mid-body, incomplete read, ...
+                last = SourceError("unreachable", url, str(reason))
+        finally:
+            watch.timer.cancel()
+            _WATCH.current = None
     assert last is not None
     raise last
 
@@ -214,13 +313,25 @@ def parse_list(data: bytes, name: str) -> list[str]:
 
 
 def _resolve(entry: str, base: str) -> str:
-    """Relative entries are resolved against the list's own location (folder, URL or prefix)."""
+    """Relative entries are resolved against the list's own location (folder, URL or prefix).
+
+    A remote list (http(s), object store) may name only remote sources: its entries resolve
+    against it (``/a.jpg`` on ``http://host/l.txt`` is ``http://host/a.jpg``), and ``file://`` or
+    another scheme that would reach this machine's files is refused.
+    """
+    if is_http(base):
+        resolved = urljoin(base, entry)
+        if not is_http(resolved):
+            raise SourceError("unsafe-entry", base, f"entry {entry!r} is not an http(s) URL")
+        return resolved
+    if storage.is_uri(base):
+        if "://" in entry:
+            if entry.lower().startswith("file:") or not (is_http(entry) or storage.is_uri(entry)):
+                raise SourceError("unsafe-entry", base, f"entry {entry!r} names a local file")
+            return entry
+        return str(storage.as_path(base).parent / entry.lstrip("/"))
     if "://" in entry or entry.startswith("/"):
         return entry
-    if is_http(base):
-        return urljoin(base, entry)
-    if storage.is_uri(base):
-        return str(storage.as_path(base).parent / entry)
     return str(PurePosixPath(base).parent / entry) if "/" in base else entry
 
 
@@ -270,26 +381,49 @@ def list_remote(uri: str, settings: FetchSettings | None = None) -> list[str]:
 # listing
 
 
-def list_sources(path: str | Path) -> list[str]:
+def _walk_folder(root: Path, rejected: list[tuple[str, str]] | None) -> list[Path]:
+    """Image files under ``root`` (hidden entries skipped). Names that are not valid UTF-8 (they could
+    not be stored in the plan) and links that loop, dangle or lead to folders (not followed) are
+    left out and reported in ``rejected`` as (name, reason)."""
+    found = []
+    for f in root.rglob("*"):
+        rel = f.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if f.is_symlink() and not f.is_file():
+            if rejected is not None:
+                reason = "symlinked-folder" if f.is_dir() else "broken-or-looping-symlink"
+                rejected.append(
+                    (str(f).encode("utf-8", "surrogateescape").decode("utf-8", "replace"), reason)
+                )
+            continue
+        if not (f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS):
+            continue
+        try:
+            str(f).encode("utf-8")
+        except UnicodeEncodeError:
+            if rejected is not None:
+                rejected.append((repr(os.fsencode(f)), "name-not-utf8"))
+            continue
+        found.append(f)
+    return found
+
+
+def list_sources(path: str | Path, rejected: list[tuple[str, str]] | None = None) -> list[str]:
     """Expand a source argument into image paths/URIs.
 
     A folder is walked recursively (image extensions, case-insensitive, hidden entries skipped) and
     sorted; a single image is returned as is; a .txt (one per line, '#' comments) / .csv / .tsv /
     .parquet list keeps its own order, with relative entries resolved against the list's folder.
     A folder without images but with Unsplash Lite ``photos.tsv*`` files reads those; URIs (http(s)
-    lists or images, object-store lists or prefixes) are expanded by :func:`list_remote`.
+    lists or images, object-store lists or prefixes) are expanded by :func:`list_remote`. Folder
+    entries that cannot be used (a name that is not UTF-8, a looping link) go to ``rejected``.
     """
     if "://" in str(path):
         return list_remote(str(path))
     p = Path(path)
     if p.is_dir():
-        found = [
-            f
-            for f in p.rglob("*")
-            if f.is_file()
-            and f.suffix.lower() in IMAGE_EXTENSIONS
-            and not any(part.startswith(".") for part in f.relative_to(p).parts)
-        ]
+        found = _walk_folder(p, rejected)
         if not found:
             lists = sorted(f for f in p.glob("photos.tsv*") if f.is_file())
             return [entry for f in lists for entry in list_sources(f)]

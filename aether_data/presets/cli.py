@@ -27,7 +27,7 @@ LibraryOpt = Annotated[
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    _err.print(f"[red]error:[/red] {msg}")
+    _err.print(f"[red]error:[/red] {msg}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -53,6 +53,10 @@ def _resolve(preset: str, library: Path | None) -> tuple[str, Any, dict[str, Any
             settings, meta = read_preset_file(p)
         except PresetFormatError as exc:
             _fail(f"{exc.file}: {exc.reason}")
+        except RecursionError:
+            _fail(f"{p}: not a usable preset (nested too deeply)")
+        except (OverflowError, ValueError, UnicodeDecodeError) as exc:
+            _fail(f"{p}: not a usable preset ({type(exc).__name__}: {exc})")
         return str(meta.get("Name") or p.stem), settings, {"file": str(p), "name": meta.get("Name") or p.stem}
     lib = _load(library)
     try:
@@ -168,7 +172,13 @@ def apply_cmd(
     from aether_data.io.imaging import load_image
 
     if method not in ("lut", "direct"):
-        _fail("--method must be lut or direct")
+        _fail("--method must be lut or direct", 2)
+    if not 2 <= lut_size <= 129:
+        _fail(f"--lut-size must be between 2 and 129, got {lut_size}", 2)
+    if max_side is not None and not 16 <= max_side <= 65536:
+        _fail(f"--max-side must be between 16 and 65536 pixels, got {max_side}", 2)
+    if out.parent.exists() and not out.parent.is_dir():
+        _fail(f"{out}: {out.parent} is not a folder", 2)
     label, settings, _ = _resolve(preset, library)
     try:
         img = load_image(image, max_side)
@@ -177,7 +187,7 @@ def apply_cmd(
     result = render_preset(img, settings, seed, method=method, lut_size=lut_size)
     try:
         atomic_write_bytes(out, encode_for_suffix(result, out.suffix))
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _fail(f"{out}: {exc}")
     _out.print(f"{label} → {out}")
     if settings.unsupported_keys:

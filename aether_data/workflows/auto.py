@@ -69,6 +69,14 @@ def preflight(spec: PipelineSpec) -> None:
     meta = db / "meta.json"
     if not meta.is_file() or DB_FORMAT not in meta.read_text(encoding="utf-8"):
         raise ExpertDBError(f"{db}: not an expert DB; build one with `aether expert-db build … --out {db}`")
+    import pyarrow.parquet as pq
+
+    try:  # the row count only (footer read): a DB whose pairs were all filtered out fails here, once
+        kept = pq.ParquetFile(db / "pairs.parquet").metadata.num_rows
+    except (OSError, ValueError) as exc:
+        raise ExpertDBError(f"{db}: pairs.parquet is unreadable: {exc}") from None
+    if kept == 0:
+        raise ExpertDBError(f"{db}: the DB holds no pairs (every pair was filtered out)")
 
 
 FIT_REQUEST = "fit_request"
