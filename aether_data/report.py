@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from aether_data import __version__
+from aether_data.card import write_card
 from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES
 
@@ -257,7 +258,7 @@ def _tables(stats: DatasetStats) -> dict[str, list[tuple[str, str]]]:
 
 
 def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str, bytes]) -> tuple[str, str]:
-    """(report.html, README.md card) text, sections in order with their tables and figures."""
+    """(report.html, the card's statistics sections) text, in order with their tables and figures."""
 
     def img_html(name: str) -> str:
         b64 = base64.b64encode(images[name]).decode()
@@ -272,15 +273,12 @@ def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str
     title = f"aether dataset report — {out.name}"
     body = [f"<h1>{html.escape(title)}</h1>"]
     card = [
-        f"# Dataset card: {out.name}\n",
-        f"Built by aether {__version__} (`aether build`), workflow spec and seed in `manifest.json`. "
-        "Pairs are synthetic: targets are rendered by the aether develop engine from the inputs "
-        "(param, style) or inputs are degraded from good photographs (auto). Full report: "
-        "`report/report.html`.\n",
+        "## Statistics\n",
+        f"From `aether report` (aether {__version__}); the full report with figures is `report/report.html`.\n",
     ]
     for section in SECTIONS:
         body.append(f'<h2 id="{section.lower().replace(" ", "-")}">{section}</h2>')
-        card.append(f"## {section}\n")
+        card.append(f"### {section}\n")
         for h, md in tables[section]:
             body.append(h)
             card.append(md)
@@ -310,7 +308,7 @@ def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[st
     rep = out / "report"
     rep.mkdir(exist_ok=True)
     images = _images(stats, rep)
-    page, card = _pages(out, _tables(stats), images)
+    page, stats_md = _pages(out, _tables(stats), images)
     html_path = atomic_write_text(rep / "report.html", page)
-    card_path = atomic_write_text(out / "README.md", card)
+    card_path = write_card(out, stats_markdown=stats_md, licences=stats.licences)
     return {"html": html_path, "card": card_path, **{n: rep / n for n in images}}

@@ -226,4 +226,11 @@ def build_command(
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot write output: {exc}")
         raise typer.Exit(1) from None
+    if summary.manifest is not None and not summary.failed:
+        from aether_data.card import write_card
+
+        try:
+            write_card(out_dir)  # OUT/README.md: `load_dataset(OUT)` reads its configs
+        except OSError as exc:
+            err.print(f"[yellow]warning:[/yellow] dataset card not written: {exc}")
     _report_build(summary, fail_on_error_rate)
