@@ -105,8 +105,7 @@ def _configs(workflows: list[str]) -> list[dict[str, Any]]:
         }
     ]
     configs += [
-        {"config_name": w, "data_files": [{"split": "train", "path": f"shards/{w}-*.tar"}]}
-        for w in workflows
+        {"config_name": w, "data_files": [{"split": "train", "path": f"shards/{w}-*.tar"}]} for w in workflows
     ]
     return configs
 
@@ -191,7 +190,9 @@ def card_text(
         f'ds = load_dataset("{name}", split="train")            # this folder (or its Hub repo)\n'
         f'one = load_dataset("{name}", "{first}", split="train")\n'
         'rec = ds[0]["json"]; img = ds[0]["input.' + ext + '"]  # dict, PIL image\n'
-        'ds = load_dataset("webdataset", data_files={"train": "' + name + '/shards/*.tar"}, split="train")\n```\n\n'
+        'ds = load_dataset("webdataset", data_files={"train": "'
+        + name
+        + '/shards/*.tar"}, split="train")\n```\n\n'
         "With webdataset:\n\n"
         "```python\nimport webdataset as wds\n\n"
         f'ds = wds.WebDataset("{name}/shards/{{{",".join(workflows) or "param"}}}-{{000000..000001}}.tar", '
@@ -227,7 +228,9 @@ def card_text(
     return "\n".join(p for p in parts if p)
 
 
-def write_card(out_dir: Any, stats_markdown: str = "", licences: Counter[str] | dict[str, int] | None = None) -> Any:
+def write_card(
+    out_dir: Any, stats_markdown: str = "", licences: Counter[str] | dict[str, int] | None = None
+) -> Any:
     """Write OUT/README.md from the manifest (licences read from the records when not given)."""
     import json
 
@@ -249,7 +252,9 @@ def record_licences(out: Any, manifest: dict[str, Any]) -> Counter[str]:
 
     counts: Counter[str] = Counter()
     for entry in manifest["shards"]:
-        rows = pq.read_table((out / entry["index"]).open("rb"), columns=["json_offset", "json_size"]).to_pylist()
+        rows = pq.read_table(
+            (out / entry["index"]).open("rb"), columns=["json_offset", "json_size"]
+        ).to_pylist()
         with (out / entry["path"]).open("rb") as f:
             for row in rows:
                 f.seek(row["json_offset"])

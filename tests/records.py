@@ -53,7 +53,9 @@ def make_record(key: str, seed: int | None = None) -> dict[str, Any]:
         "params_origin": "",
         "masks": [1, 1, 0],
         "preset": preset_record(
-            {"id": "p1", "name": "Warm", "primary": "warm", "fine": "warm-soft"} if workflow == "style" else None
+            {"id": "p1", "name": "Warm", "primary": "warm", "fine": "warm-soft"}
+            if workflow == "style"
+            else None
         ),
         "expert_ref": dict(EXPERT_REF_EMPTY),
         "source": {"uri": f"mem://{key}", "sha256": "ab" * 32, "width": 64, "height": 64, "license": ""},

@@ -51,7 +51,14 @@ EXPERT_REF_EMPTY: dict[str, Any] = {
     "fit_psnr_before": 0.0,
     "fit_psnr_after": 0.0,
 }
-ANNOTATOR_FIELDS = {"name": "", "model": "", "prompt_version": "", "attempts": 0, "fallback_reason": "", "variants": ""}
+ANNOTATOR_FIELDS = {
+    "name": "",
+    "model": "",
+    "prompt_version": "",
+    "attempts": 0,
+    "fallback_reason": "",
+    "variants": "",
+}
 SECTION_GROUPS = ("light", "globalcolor", "specificcolor")
 
 
