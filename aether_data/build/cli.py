@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,8 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aether_data import __version__
+from aether_data.io.imaging import RESIZE_MODES
 
 err = Console(stderr=True, soft_wrap=True)
+
+# Choices as enums: --help lists them and a bad value is answered with the list.
+ResizeMode = Enum("ResizeMode", {m: m for m in RESIZE_MODES}, type=str)
+WorkflowName = Enum("WorkflowName", {w: w for w in ("param", "style", "auto", "region", "all")}, type=str)
 
 
 class BuildProgress:
@@ -67,7 +73,9 @@ def _build_overrides(
     seed: int | None,
     samples_per_shard: int | None,
     image_size: int | None,
-    workers: int | None,
+    resize_mode: str | None = None,
+    resize_only_if_bigger: bool | None = None,
+    workers: int | None = None,
     ray_address: str | None,
     annotator: str | None,
     openai_base_url: str | None,
@@ -87,6 +95,10 @@ def _build_overrides(
         overrides["samples_per_shard"] = samples_per_shard
     if image_size is not None:
         overrides.setdefault("image", {})["size"] = image_size
+    if resize_mode is not None:
+        overrides.setdefault("image", {})["resize_mode"] = getattr(resize_mode, "value", resize_mode)
+    if resize_only_if_bigger is not None:
+        overrides.setdefault("image", {})["resize_only_if_bigger"] = resize_only_if_bigger
     if workers is not None:
         overrides.setdefault("runtime", {})["workers"] = workers
     if ray_address is not None:
@@ -153,7 +165,30 @@ def build_command(
     num_samples: Annotated[int | None, typer.Option("--num-samples", "-n")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     samples_per_shard: Annotated[int | None, typer.Option("--samples-per-shard")] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="short edge in pixels")] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            "--image-size",
+            help="stored size: short edge (keep_ratio) or square side \\[default: the spec's, 512]",
+        ),
+    ] = None,
+    resize_mode: Annotated[
+        ResizeMode | None,
+        typer.Option(
+            "--resize-mode",
+            help="keep_ratio: short edge to --image-size; center_crop: then the centred square; "
+            "border: long edge to --image-size, padded square \\[default: the spec's, keep_ratio]",
+        ),
+    ] = None,
+    resize_only_if_bigger: Annotated[
+        bool | None,
+        typer.Option(
+            "--resize-only-if-bigger/--resize-always",
+            help="never upscale smaller crops / always scale to --image-size "
+            "\\[default: only keep_ratio never upscales]",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="concurrent shard tasks")] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="join a Ray cluster (else RAY_ADDRESS or local)")
@@ -196,6 +231,8 @@ def build_command(
         seed=seed,
         samples_per_shard=samples_per_shard,
         image_size=image_size,
+        resize_mode=resize_mode,
+        resize_only_if_bigger=resize_only_if_bigger,
         workers=workers,
         ray_address=ray_address,
         annotator=annotator,

@@ -245,6 +245,64 @@ def resize_short_edge(img: np.ndarray, size: int) -> np.ndarray:
     return _area_resize(img, new_w, new_h)
 
 
+RESIZE_MODES = ("keep_ratio", "center_crop", "border")
+
+
+def _scale_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area interpolation down, bilinear up (area is a box filter: it only averages)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img
+    if width <= w and height <= h:
+        return _area_resize(img, width, height)
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_image(
+    img: np.ndarray, size: int, mode: str = "keep_ratio", only_if_bigger: bool | None = None
+) -> np.ndarray:
+    """Resize as img2dataset's ``resize_mode`` names it (see ``ImageSpec.resize_mode``).
+
+    ``only_if_bigger`` None means: never upscale for keep_ratio (the historical behaviour, bytes
+    unchanged), scale up for center_crop and border, whose point is one size×size shape.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode {mode!r}: choose from {', '.join(RESIZE_MODES)}")
+    if only_if_bigger is None:
+        only_if_bigger = mode == "keep_ratio"
+    h, w = img.shape[:2]
+    if mode == "border":
+        long = max(h, w)
+        if long > size or (long < size and not only_if_bigger):
+            scale = size / long
+            nw = size if w == long else max(1, round(w * scale))
+            nh = size if h == long else max(1, round(h * scale))
+            img = _scale_to(img, nw, nh)
+        h, w = img.shape[:2]
+        top, left = (size - h) // 2, (size - w) // 2
+        out = np.zeros((size, size, *img.shape[2:]), dtype=img.dtype)
+        out[top : top + h, left : left + w] = img
+        return out
+    short = min(h, w)
+    if short > size:
+        img = resize_short_edge(img, size)
+    elif short < size and not only_if_bigger:
+        scale = size / short
+        img = _scale_to(
+            img,
+            size if w == short else max(size, round(w * scale)),
+            size if h == short else max(size, round(h * scale)),
+        )
+    if mode == "center_crop":
+        h, w = img.shape[:2]
+        ch, cw = min(h, size), min(w, size)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        img = np.ascontiguousarray(img[top : top + ch, left : left + cw])
+    return img
+
+
 def as_float01(img: np.ndarray) -> np.ndarray:
     """float32 in [0, 1]: uint8 pixels divided by 255 (the build's one conversion), floats as they are."""
     arr = np.asarray(img)
