@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from enum import Enum
 from pathlib import Path
@@ -22,16 +23,27 @@ WorkflowName = Enum("WorkflowName", {w: w for w in ("param", "style", "auto", "r
 
 
 class BuildProgress:
-    """Rich progress: shards done, samples written, samples/s and skipped inputs."""
+    """Rich progress per sample: processed / planned, samples/s, ETA, shards done, skipped.
+
+    Workers report each sample as it is rendered (a Ray counter the driver polls, see
+    `executor.execute`); a shard's own result settles its count when it finishes.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.samples = 0
+        self.lock = threading.Lock()
+        self.samples = 0  # written, from finished shards
         self.skipped = 0
         self.failed = 0
+        self.finished: dict[str, int] = {}  # shard → samples processed (written + skipped)
+        self.live: dict[str, int] = {}  # running shard → samples processed so far
+        self.shards_total = 0
+        self.shards_done = 0
+        self.total = 0
         self.t0 = time.perf_counter()
+        self.first: tuple[float, int] | None = None  # (time, samples) when samples were first seen
         self.progress = Progress(
-            TextColumn("[bold]shards"),
+            TextColumn("[bold]samples"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[stats]}"),
@@ -41,29 +53,64 @@ class BuildProgress:
         )
         self.task: Any = None
 
+    def processed(self) -> int:
+        return sum(self.finished.values()) + sum(n for s, n in self.live.items() if s not in self.finished)
+
     def _stats(self) -> str:
-        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
+        done = self.processed()
+        now = time.perf_counter()
+        if done and self.first is None:
+            self.first = (now, done)
+        # rate from the first samples seen on (Ray's and the workers' start-up are not samples)
+        t1, n1 = self.first or (now, done)
+        rate = (done - n1) / (now - t1) if now - t1 > 1.0 and done > n1 else 0.0
+        eta = format_seconds((self.total - done) / rate) if rate > 0 else "–"
         return (
-            f"{self.samples} samples · {rate:.1f} samples/s · {self.skipped} skipped · {self.failed} failed"
+            f"{rate:.1f} samples/s · ETA {eta} · shards {self.shards_done}/{self.shards_total} · "
+            f"{self.skipped} skipped · {self.failed} failed"
         )
 
-    def start(self, total_shards: int, reused: int, todo: int) -> None:
+    def _refresh(self) -> None:
+        self.progress.update(self.task, completed=min(self.processed(), self.total), stats=self._stats())
+
+    def start(self, total_shards: int, reused: int, todo: int, todo_samples: int | None = None) -> None:
         if reused:
             self.console.print(f"resuming: {reused} of {total_shards} shards already done and verified")
         self.t0 = time.perf_counter()
+        self.shards_total, self.shards_done = todo, 0
+        self.total = int(todo_samples if todo_samples is not None else todo)
         self.progress.start()
-        self.task = self.progress.add_task("build", total=total_shards, completed=reused, stats=self._stats())
+        self.task = self.progress.add_task("build", total=self.total, completed=0, stats=self._stats())
+
+    def running(self, counts: dict[str, int]) -> None:
+        """Per-shard sample counts of running shards (called from the driver's progress thread)."""
+        with self.lock:
+            self.live.update(counts)
+            if self.task is not None:
+                self._refresh()
 
     def update(self, res: dict[str, Any]) -> None:
-        self.samples += int(res.get("samples") or 0)
-        self.skipped += int(res.get("skipped") or 0)
-        self.failed += 0 if res.get("ok") else 1
-        if not res.get("ok"):
-            self.console.print(f"[red]shard {res['name']} failed:[/red] {res['error']}")
-        self.progress.update(self.task, advance=1, stats=self._stats())
+        with self.lock:
+            self.samples += int(res.get("samples") or 0)
+            self.skipped += int(res.get("skipped") or 0)
+            self.failed += 0 if res.get("ok") else 1
+            self.shards_done += 1
+            self.finished[res["name"]] = int(res.get("samples") or 0) + int(res.get("skipped") or 0)
+            if not res.get("ok"):
+                self.console.print(f"[red]shard {res['name']} failed:[/red] {res['error']}")
+            self._refresh()
 
     def stop(self) -> None:
+        with self.lock:
+            if self.task is not None:
+                self._refresh()
         self.progress.stop()
+
+
+def format_seconds(seconds: float) -> str:
+    """0:00:19 style (h:mm:ss), as rich's elapsed column."""
+    s = max(0, round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _build_overrides(
@@ -115,8 +162,16 @@ def _build_overrides(
     return overrides
 
 
-def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
-    """Print what a build did; exit 1 on failed shards or a skip rate above the limit."""
+NEXT_STEPS = (
+    ("audit", "check every shard against its index and the schemas"),
+    ("report", "statistics, contact sheet and the dataset card (README.md)"),
+    ("inspect", "look at a few pairs and their instructions"),
+)
+
+
+def _report_build(summary: Any, fail_on_error_rate: float | None, out_dir: str = "aether-out") -> None:
+    """Print what a build did, and what to run next; exit 1 on failed shards or a skip rate above
+    the limit."""
     if summary.failed:
         for name, why in summary.failed:
             err.print(f"[red]shard {name} failed:[/red] {why}")
@@ -127,18 +182,25 @@ def _report_build(summary: Any, fail_on_error_rate: float | None) -> None:
         raise typer.Exit(1)
     m = summary.manifest or {}
     rate = summary.samples_written / max(summary.seconds, 1e-9)
+    per = " · ".join(f"{w} {n}" for w, n in sorted((m.get("per_workflow") or {}).items())) or "none"
+    reused = f", {summary.shards_reused} reused" if summary.shards_reused else ""
     err.print(
-        f"[green]done[/green] in {summary.seconds:.1f}s: {m.get('samples', 0)} samples in "
-        f"{summary.shards_total} shards ({summary.shards_built} built, {summary.shards_reused} reused; "
-        f"{rate:.1f} samples/s) · per workflow {m.get('per_workflow', {})}"
+        f"[green]done[/green] in {format_seconds(summary.seconds)} ({summary.seconds:.1f}s): "
+        f"{m.get('samples', 0)} samples in {summary.shards_total} shards "
+        f"({summary.shards_built} built{reused}) · {rate:.1f} samples/s"
     )
+    err.print(f"  per workflow: {per}")
     skipped = m.get("skipped", {"count": 0, "reasons": {}})
     if skipped["count"]:
-        err.print(
-            f"[yellow]skipped {skipped['count']} input(s):[/yellow] {skipped['reasons']} (see skipped.parquet)"
-        )
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(skipped["reasons"].items()))
+        err.print(f"  [yellow]skipped {skipped['count']} input(s):[/yellow] {reasons} (see skipped.parquet)")
     else:
-        err.print("skipped 0 inputs")
+        err.print("  skipped 0 inputs")
+    err.print(f"  output: {out_dir} (dataset card: README.md)")
+    err.print("next:")
+    width = max(len(c) for c, _ in NEXT_STEPS) + len(out_dir) + 8
+    for cmd, what in NEXT_STEPS:
+        err.print(f"  {f'aether {cmd} {out_dir}':<{width}} {what}", highlight=False)
     if fail_on_error_rate is not None and summary.planned_samples:
         rate_bad = skipped["count"] / summary.planned_samples
         if rate_bad > fail_on_error_rate:
@@ -214,6 +276,9 @@ def build_command(
         typer.Option("--fail-on-error-rate", help="exit 1 if skipped / planned exceeds this fraction"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show Ray's own log output on the console")
+    ] = False,
 ) -> None:
     """Build a dataset: plan → shards (Ray Data) → indexes → manifest. Re-run to resume."""
     # Long only by its option declarations (typer reads them from the signature); the work is in
@@ -250,6 +315,10 @@ def build_command(
         f"aether {__version__}: building [bold]{spec.workflow}[/bold] · {spec.num_samples} samples · "
         f"{spec.samples_per_shard}/shard · seed {spec.seed} · {spec.runtime.workers} workers → {out_dir}"
     )
+    if verbose:
+        import os
+
+        os.environ["AETHER_RAY_VERBOSE"] = "1"
     progress = None if quiet else BuildProgress(err)
     catch_interrupts()
     try:
@@ -270,4 +339,4 @@ def build_command(
             write_card(out_dir)  # OUT/README.md: `load_dataset(OUT)` reads its configs
         except OSError as exc:
             err.print(f"[yellow]warning:[/yellow] dataset card not written: {exc}")
-    _report_build(summary, fail_on_error_rate)
+    _report_build(summary, fail_on_error_rate, out_dir)

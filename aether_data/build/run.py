@@ -175,11 +175,17 @@ def run_build(
         )
     )
     if progress is not None:
-        progress.start(total_shards=len(names), reused=len(names) - len(todo), todo=len(todo))
+        progress.start(
+            total_shards=len(names),
+            reused=len(names) - len(todo),
+            todo=len(todo),
+            todo_samples=sum(span.count for span in todo),
+        )
     if todo:
         init_ray(spec.runtime.ray_address, spec.runtime.workers)
         keep_interrupt_handler()
-        for res in execute(spec, out, todo, spec.runtime.workers, sources):
+        on_progress = getattr(progress, "running", None)  # per-sample counts while shards run
+        for res in execute(spec, out, todo, spec.runtime.workers, sources, on_progress=on_progress):
             if INTERRUPTED.is_set():  # a Ctrl-C that a library swallowed still stops the build
                 raise KeyboardInterrupt
             tally.add(res)
