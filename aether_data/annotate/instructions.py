@@ -83,6 +83,12 @@ for _name, _region in (
         ),
     )
 
+_NL_SMALL_EXPOSURE: tuple[tuple[str, ...], tuple[str, ...]] = (
+    ("brighten the photo {amt}", "raise the exposure {amt}", "lift the overall brightness {amt}"),
+    ("darken the photo {amt}", "lower the exposure {amt}", "bring the overall brightness down {amt}"),
+)
+"""Exposure changes under a sixth of a stop: no stop count, an amount word ("a touch")."""
+
 _DISPLAY: dict[str, str] = {
     "Exposure2012": "Exposure",
     "Contrast2012": "Contrast",
@@ -106,8 +112,10 @@ def _nl_phrase(name: str, v: float, rng: random.Random) -> str:
     cmp = rng.choice(COMPARATIVE_WORDS[magnitude(v)])
     hsl = _hsl(name)
     if hsl is None:
-        template = rng.choice(_NL[name][0 if v > 0 else 1])
-        return template.format(amt=amt, cmp=cmp, ev=_ev_words(v * P.SPECS[name].scale))
+        ev = _ev_words(v * P.SPECS[name].scale) if name == "Exposure2012" else None
+        table = _NL_SMALL_EXPOSURE if name == "Exposure2012" and ev is None else _NL[name]
+        template = rng.choice(table[0 if v > 0 else 1])
+        return template.format(amt=amt, cmp=cmp, ev=ev)
     kind, band = hsl
     bands = _plural(band)
     if kind == "Hue":

@@ -64,6 +64,15 @@ def _sentence(clauses: list[str], end: str = ".") -> str:
     return text[:1].upper() + text[1:] + end
 
 
+def _continue(text: str) -> str:
+    """A sentence carried on after an opener ("To build the X style, " + "Set contrast …"): its
+    first word lower-cased unless it is a name or an acronym ("HSL", "Kodak's" stays)."""
+    first = text.split(" ", 1)[0]
+    if first[:1].isupper() and first[1:] == first[1:].lower() and first[1:].isalpha():
+        return text[:1].lower() + text[1:]
+    return text
+
+
 def _clean(text: object) -> str:
     """Free text from presets/stats made safe for a completion: one line, no angle brackets."""
     return " ".join(str(text).replace("<", " ").replace(">", " ").replace("_", " ").split())
@@ -73,15 +82,31 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _ev_words(ev: float) -> str:
-    """|EV| to the nearest third of a stop, in words ("two thirds of a stop", "1 and a third stops")."""
-    thirds = round(abs(ev) * 3)
-    if thirds == 0:
-        return "a touch"
-    whole, rem = divmod(thirds, 3)
-    frac = ("", "a third", "two thirds")[rem]
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_PART_WORDS = {1: "a third", 2: "a half", 3: "two thirds"}  # index into _PARTS
+_PARTS = (0.0, 1 / 3, 1 / 2, 2 / 3, 1.0)
+
+
+def _ev_words(ev: float) -> str | None:
+    """|EV| to the nearest third or half of a stop, in words ("half a stop", "two thirds of a stop",
+    "one and a half stops"); None when nothing is nearer than a third of a stop (the caller says
+    "a touch" or "slightly" instead).
+
+    Ties go to the larger amount. (Rounding thirds with Python's round(), half-to-even, once put
+    1.5 EV at "one and a third stops".)
+    """
+    a = abs(ev)
+    whole = int(a)
+    frac = a - whole
+    best = min(range(len(_PARTS) - 1, -1, -1), key=lambda i: abs(frac - _PARTS[i]) - i * 1e-12)
+    rem = best
+    if best == len(_PARTS) - 1:
+        whole, rem = whole + 1, 0
+    if whole == 0 and rem == 0:
+        return None
+    count = _NUMBER_WORDS[whole] if whole < len(_NUMBER_WORDS) else str(whole)
     if whole == 0:
-        return f"{frac} of a stop"
+        return "half a stop" if rem == 2 else f"{_PART_WORDS[rem]} of a stop"
     if rem == 0:
-        return "one stop" if whole == 1 else f"{whole} stops"
-    return f"{'one' if whole == 1 else whole} and {frac} stops"
+        return f"{count} stop" + ("s" if whole > 1 else "")
+    return f"{count} and {_PART_WORDS[rem]} stops"

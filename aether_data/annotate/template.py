@@ -30,6 +30,7 @@ from aether_data.annotate.phrasing import (
     PLAN_ADVERBS,
     PROBLEM_SEVERITY,
     _clean,
+    _continue,
     magnitude,
 )
 from aether_data.annotate.reasoning import _PLAN_OPENERS, _PROBLEM_OPENERS, _elements, _plan, _problem
@@ -122,7 +123,7 @@ class TemplateAnnotator:
         if isinstance(preset_plans, dict):
             for g in P.GROUPS:
                 text = _clean(preset_plans.get(g) or "").rstrip(".")
-                plans[g] = f"{opener}{text}." if text else None
+                plans[g] = f"{opener}{_continue(text) if opener else text}." if text else None
         elements = problems = None
         if wf == "auto":
             elements = _elements(sample.image_stats, sample.category_description)
