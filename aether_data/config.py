@@ -344,6 +344,9 @@ def load_spec(
     if path is None:
         if workflow is None:
             raise SpecError("give a workflow or a --config file")
+        known = ("param", "style", "auto", "region", "all")
+        if workflow not in known:
+            raise SpecError(f"unknown workflow {workflow!r}; choose from {', '.join(known)}")
         path = default_spec_path(workflow)
     p = Path(path)
     try:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from aether_data import __version__
 from aether_data.card import write_card
+from aether_data.io import storage
 from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES
 
@@ -60,15 +61,17 @@ def _read_member(f: Any, offset: int, size: int) -> bytes:
     return f.read(size)
 
 
-def collect_stats(out_dir: Path, examples_per_workflow: int = 3) -> DatasetStats:
-    """One pass: index columns for counts and scores, JSON members (by offset) for the rest."""
+def collect_stats(out_dir: str | Path | storage.RemotePath, examples_per_workflow: int = 3) -> DatasetStats:
+    """One pass: index columns for counts and scores, JSON members (by offset) for the rest.
+    ``out_dir`` may be a URI (each shard is read from a local copy)."""
+    out_dir = storage.as_path(out_dir)
     manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
     stats = DatasetStats(manifest=manifest)
     shown: Counter[str] = Counter()
     for entry in manifest["shards"]:
-        table = pq.read_table(out_dir / entry["index"])
-        rows = table.to_pylist()
-        with open(out_dir / entry["path"], "rb") as f:
+        with storage.local_file(out_dir / entry["index"]) as index:
+            rows = pq.read_table(index).to_pylist()
+        with storage.local_file(out_dir / entry["path"]) as tar, open(tar, "rb") as f:
             for row in rows:
                 wf = row["workflow"] or "unknown"
                 stats.per_workflow[wf] += 1
@@ -301,12 +304,16 @@ def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str
     return page, "\n".join(card)
 
 
-def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[str, Path]:
-    """Write `report/report.html` (self-contained), `report/*.png` and the dataset card `README.md`."""
-    out = Path(out_dir)
+def write_report(
+    out_dir: str | Path | storage.RemotePath, examples_per_workflow: int = 3
+) -> dict[str, storage.AnyPath]:
+    """Write `report/report.html` (self-contained), `report/*.png` and the dataset card `README.md`
+    (``out_dir`` may be a URI such as ``s3://bucket/run``)."""
+    out = storage.as_path(out_dir)
     stats = collect_stats(out, examples_per_workflow)
     rep = out / "report"
-    rep.mkdir(exist_ok=True)
+    if isinstance(rep, Path):
+        rep.mkdir(exist_ok=True)
     images = _images(stats, rep)
     page, stats_md = _pages(out, _tables(stats), images)
     html_path = atomic_write_text(rep / "report.html", page)

@@ -212,21 +212,36 @@ def _report_build(summary: Any, fail_on_error_rate: float | None, out_dir: str =
 
 def build_command(
     workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="param | style | auto | region | all")
+        WorkflowName | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="what to build; all = param + style + auto \\[default: auto, or the --config's]",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="pipeline spec YAML (default pipelines/WORKFLOW.yaml)"),
+        typer.Option("--config", "-c", help="pipeline spec YAML \\[default: pipelines/WORKFLOW.yaml]"),
     ] = None,
     sources: Annotated[
-        str | None, typer.Option("--sources", help="folder, image or list file (default: bundled photos)")
+        str | None,
+        typer.Option("--sources", help="folder, image, list file or URI \\[default: the bundled photos]"),
     ] = None,
     out_dir: Annotated[
         str, typer.Option("--out", "-o", help="output directory or URI (s3://bucket/run)")
     ] = "aether-out",
-    num_samples: Annotated[int | None, typer.Option("--num-samples", "-n")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    samples_per_shard: Annotated[int | None, typer.Option("--samples-per-shard")] = None,
+    num_samples: Annotated[
+        int | None, typer.Option("--num-samples", "-n", help="samples to plan \\[default: the spec's, 64]")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="root seed: same spec + sources + seed = same bytes \\[default: the spec's, 0]"
+        ),
+    ] = None,
+    samples_per_shard: Annotated[
+        int | None, typer.Option("--samples-per-shard", help="samples per tar shard \\[default: the spec's]")
+    ] = None,
     image_size: Annotated[
         int | None,
         typer.Option(
@@ -251,29 +266,45 @@ def build_command(
             show_default=False,
         ),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="concurrent shard tasks")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="concurrent shard tasks \\[default: the spec's, 2]")
+    ] = None,
     ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="join a Ray cluster (else RAY_ADDRESS or local)")
+        str | None,
+        typer.Option(
+            "--ray-address", help="join a Ray cluster \\[default: RAY_ADDRESS, else an embedded local Ray]"
+        ),
     ] = None,
     annotator: Annotated[
-        str | None, typer.Option("--annotator", help="template | openai | qwen-vl (default: the spec's)")
+        str | None,
+        typer.Option("--annotator", help="template | openai | qwen-vl \\[default: the spec's, template]"),
     ] = None,
     openai_base_url: Annotated[
         str | None,
-        typer.Option("--openai-base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1"),
+        typer.Option(
+            "--openai-base-url",
+            help="OpenAI-compatible server, e.g. http://host:8000/v1 \\[default: the spec's]",
+        ),
     ] = None,
     openai_model: Annotated[
-        str | None, typer.Option("--openai-model", help="served model name (default: the server's first)")
+        str | None, typer.Option("--openai-model", help="served model name \\[default: the server's first]")
     ] = None,
     annotator_model_path: Annotated[
-        str | None, typer.Option("--annotator-model-path", help="local Qwen2.5-VL / Qwen3-VL folder")
+        str | None,
+        typer.Option(
+            "--annotator-model-path", help="local Qwen2.5-VL / Qwen3-VL folder \\[default: the spec's]"
+        ),
     ] = None,
     annotator_cache_dir: Annotated[
-        str | None, typer.Option("--annotator-cache-dir", help="annotation cache (default ~/.cache/aether)")
+        str | None,
+        typer.Option("--annotator-cache-dir", help="annotation cache \\[default: ~/.cache/aether]"),
     ] = None,
     fail_on_error_rate: Annotated[
         float | None,
-        typer.Option("--fail-on-error-rate", help="exit 1 if skipped / planned exceeds this fraction"),
+        typer.Option(
+            "--fail-on-error-rate",
+            help="exit 1 if skipped / planned exceeds this fraction \\[default: no limit]",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
     verbose: Annotated[
@@ -288,6 +319,7 @@ def build_command(
     from aether_data.build.run import run_build
     from aether_data.config import SpecError, load_spec
 
+    workflow = getattr(workflow, "value", workflow)
     if workflow is None and config is None:
         workflow = "auto"
     overrides = _build_overrides(
