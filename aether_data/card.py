@@ -194,9 +194,9 @@ def card_text(
         + name
         + '/shards/*.tar"}, split="train")\n```\n\n'
         "With webdataset:\n\n"
-        "```python\nimport webdataset as wds\n\n"
-        f'ds = wds.WebDataset("{name}/shards/{{{",".join(workflows) or "param"}}}-{{000000..000001}}.tar", '
-        'shardshuffle=False).decode("pil")\n'
+        "```python\nimport glob\n\nimport webdataset as wds\n\n"
+        f'shards = sorted(glob.glob("{name}/shards/*.tar"))\n'
+        'ds = wds.WebDataset(shards, shardshuffle=False).decode("pil")\n'
         f'for s in ds: s["input.{ext}"], s["target.{ext}"], s["json"]["instructions"]\n```\n\n'
         "With Ray Data:\n\n"
         "```python\nimport ray\n\n"
