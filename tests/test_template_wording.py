@@ -9,7 +9,8 @@ import pytest
 
 from aether_data.annotate.phrasing import _continue, _ev_words
 from aether_data.annotate.template import AnnotationRequest, TemplateAnnotator
-from aether_data.presets.describe import Effect, grounded_effects, names_unknown_content
+from aether_data.presets.describe import Effect
+from aether_data.presets.grounding import grounded_effects, names_unknown_content
 
 
 @pytest.mark.parametrize(

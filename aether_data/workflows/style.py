@@ -24,7 +24,8 @@ from aether_data.develop.preset_ops import (
     render_preset,
 )
 from aether_data.develop.settings import KEYS, PresetSettings
-from aether_data.presets.describe import effects, grounded_effects, names_unknown_content
+from aether_data.presets.describe import effects
+from aether_data.presets.grounding import grounded_effects, names_unknown_content
 from aether_data.presets.library import Library, Preset, load_library
 from aether_data.presets.matching import make_matcher, top_categories
 from aether_data.presets.measure import probe_colours
@@ -190,7 +191,7 @@ class StyleWorkflow(OneStepWorkflow):
             dtype=np.uint8,
         )
         info = self.described(preset)
-        # name skin / sky / foliage only where the photo is known to show them (presets/describe.py)
+        # name skin / sky / foliage only where the photo is known to show them (presets/grounding.py)
         content = image_stats(image)
         effs = grounded_effects(info["effects"], content)
         plans = info["plans"] if effs == info["effects"] else style_plans(settings, effs)
