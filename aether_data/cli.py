@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from aether_data import __version__
 from aether_data.build.cli import build_command
+from aether_data.cli_examples import add_examples
 from aether_data.io.atomic import atomic_write_text
 
 app = typer.Typer(
@@ -65,6 +66,17 @@ def main(
     """aether command line."""
 
 
+def _why(exc: BaseException) -> str:
+    """An exception as one readable line (no traceback: the user's input, not a bug)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
 @app.command()
 def audit(
     directory: Annotated[str, typer.Argument(help="dataset directory or URI (holds manifest.json)")],
@@ -83,7 +95,10 @@ def audit(
     from aether_data.dataset.audit import Problem
     from aether_data.dataset.audit import audit as run_audit
 
-    report = run_audit(directory, deep=deep)
+    try:
+        report = run_audit(directory, deep=deep)
+    except (OSError, ValueError) as exc:  # unreachable store, missing bucket, unreadable folder
+        _fail(f"cannot audit {directory}: {_why(exc)}", 2)
     disjoint = [_held_out_overlap(b, directory) for b in bench or []]
     for rep in disjoint:
         report.problems.extend(Problem(o["shard"], line) for o, line in zip(rep["overlap"], rep["problems"]))
@@ -113,14 +128,13 @@ def _held_out_overlap(bench: str, directory: str) -> dict[str, Any]:
     try:
         rep = check_disjoint(bench, directory)
     except (OSError, ValueError, KeyError) as exc:
-        err.print(f"[red]error:[/red] cannot read the benchmark split {bench}: {exc}")
-        raise typer.Exit(2) from None
+        _fail(f"cannot read the benchmark split {bench}: {_why(exc)}", 2)
     return {"bench": bench, **rep}
 
 
 @app.command()
 def inspect(
-    directory: Annotated[Path, typer.Argument(help="dataset directory")],
+    directory: Annotated[str, typer.Argument(help="dataset directory or URI (s3://bucket/run)")],
     n: Annotated[int, typer.Option("--n", help="samples to show")] = 8,
     contact_sheet: Annotated[
         Path | None, typer.Option("--contact-sheet", help="write input|target pairs as a PNG grid")
@@ -130,7 +144,10 @@ def inspect(
     from aether_data.inspect import contact_sheet as make_sheet
     from aether_data.inspect import first_samples
 
-    samples = first_samples(directory, n)
+    try:
+        samples = first_samples(directory, n)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read {directory}: {_why(exc)}", 2)
     if not samples:
         err.print(f"[red]no samples found in {directory}[/red]")
         raise typer.Exit(1)
@@ -153,16 +170,25 @@ def inspect(
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="dataset directory (holds manifest.json)")],
+    directory: Annotated[
+        str, typer.Argument(help="dataset directory or URI (s3://bucket/run) holding manifest.json")
+    ],
     examples: Annotated[int, typer.Option("--examples", help="contact-sheet pairs per workflow")] = 3,
 ) -> None:
     """Write report/report.html (self-contained) and the dataset card README.md."""
+    from aether_data.io import storage
     from aether_data.report import write_report
 
-    if not (directory / "manifest.json").is_file():
-        err.print(f"[red]error:[/red] {directory} has no manifest.json (build it first)")
-        raise typer.Exit(1)
-    paths = write_report(directory, examples_per_workflow=examples)
+    try:
+        if not (storage.as_path(directory) / "manifest.json").is_file():
+            _fail(f"{directory} has no manifest.json (build it first)", 1)
+        paths = write_report(directory, examples_per_workflow=examples)
+    except json.JSONDecodeError as exc:
+        _fail(f"{directory}/manifest.json is damaged ({exc}); re-run the build to rewrite it", 1)
+    except (KeyError, TypeError) as exc:
+        _fail(f"{directory}/manifest.json is damaged (missing or wrong field {exc}); re-run the build", 1)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot report on {directory}: {_why(exc)}", 2)
     err.print(f"report: {paths['html']}\ndataset card: {paths['card']}")
 
 
@@ -183,7 +209,9 @@ def schema(
 def evaluate(
     data: Annotated[list[Path] | None, typer.Option("--data", help="dataset directory (repeatable)")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="a trained VeraRetouch directory")] = None,
-    max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
+    max_samples: Annotated[
+        int | None, typer.Option("--max-samples", help="--data: score at most N samples \\[default: all]")
+    ] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="write the result JSON to FILE ('-' = stdout only)")
     ] = None,
@@ -199,7 +227,9 @@ def evaluate(
     laion_head: Annotated[str | None, typer.Option("--laion-head", help="LAION MLP head file")] = None,
     qalign_model: Annotated[str | None, typer.Option("--qalign-model", help="local Q-Align folder")] = None,
     liqe_model: Annotated[str | None, typer.Option("--liqe-model", help="local LIQE checkpoint")] = None,
-    device: Annotated[str, typer.Option("--device")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="torch device for the model and metrics (cpu, cuda, cuda:1)")
+    ] = "cpu",
     method: Annotated[str | None, typer.Option("--name", help="--bench: the table's method name")] = None,
 ) -> None:
     """Score a model or predictions on a benchmark with the paper's protocols (--bench), or a model
@@ -248,16 +278,22 @@ def bench(
         str, typer.Option("--markdown", help="write the README table here")
     ] = "benchmarks/results.md",
     samples: Annotated[int, typer.Option("--samples", help="pairs per workflow measurement")] = 288,
-    image_size: Annotated[int, typer.Option("--image-size")] = 512,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="short edge of the benchmarked images")
+    ] = 512,
     workflows: Annotated[str, typer.Option("--workflows", help="comma-separated")] = "param,style,auto",
-    scaling_samples: Annotated[int, typer.Option("--scaling-samples")] = 256,
+    scaling_samples: Annotated[
+        int, typer.Option("--scaling-samples", help="pairs per 1 → 2 worker scaling run")
+    ] = 256,
     memory_samples: Annotated[str, typer.Option("--memory-samples", help="small,large")] = "1000,10000",
-    skip_scaling: Annotated[bool, typer.Option("--skip-scaling")] = False,
-    skip_memory: Annotated[bool, typer.Option("--skip-memory")] = False,
+    skip_scaling: Annotated[
+        bool, typer.Option("--skip-scaling", help="skip the 1 → 2 worker scaling measurement")
+    ] = False,
+    skip_memory: Annotated[bool, typer.Option("--skip-memory", help="skip the peak-RSS measurement")] = False,
     workdir: Annotated[
         str | None, typer.Option("--workdir", help="scratch directory (default: temp)")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="root seed of the measured builds")] = 0,
 ) -> None:
     """Measure throughput vs a transcode baseline, 1→2 worker scaling and memory, in one run."""
     from aether_data.bench import bench_command
@@ -281,6 +317,7 @@ def bench(
 
 
 _mount_subcommands()
+add_examples(app)
 
 
 def run() -> None:  # pragma: no cover - console entry point helper

@@ -63,7 +63,23 @@ class SourcesSpec(_Strict):
 class ImageSpec(_Strict):
     """Output image geometry and encoding."""
 
-    size: int = Field(512, ge=16, le=8192, description="short edge of stored images in pixels")
+    size: int = Field(
+        512,
+        ge=16,
+        le=8192,
+        description="stored size in pixels: the short edge (keep_ratio), the square's side (center_crop, border)",
+    )
+    resize_mode: Literal["keep_ratio", "center_crop", "border"] = Field(
+        "keep_ratio",
+        description="as img2dataset: keep_ratio = short edge to `size`, aspect kept; center_crop = short "
+        "edge to `size`, then the centred size×size square; border = long edge to `size`, then "
+        "padded (black) to size×size. center_crop and border give one shape, so batches collate",
+    )
+    resize_only_if_bigger: bool | None = Field(
+        None,
+        description="never upscale a smaller crop (true) or scale it up to `size` (false); default "
+        "(null): true for keep_ratio, false for center_crop and border so every image is size×size",
+    )
     format: Literal["jpg", "png"] = "jpg"
     quality: int = Field(95, ge=50, le=100, description="JPEG quality")
 
@@ -405,6 +421,9 @@ def load_spec(
     if path is None:
         if workflow is None:
             raise SpecError("give a workflow or a --config file")
+        known = ("param", "style", "auto", "region", "all")
+        if workflow not in known:
+            raise SpecError(f"unknown workflow {workflow!r}; choose from {', '.join(known)}")
         path = default_spec_path(workflow)
     p = Path(path)
     try:

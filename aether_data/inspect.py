@@ -10,16 +10,18 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from aether_data.dataset.tar import iter_shard
+from aether_data.io import storage
+from aether_data.io.atomic import atomic_write_bytes
 
 Sample = tuple[str, dict[str, Any], bytes, bytes]
 MASKS_FIELD = "_masks_png"
 """In-memory only: a region sample's ``{key}.masks.png`` bytes, drawn as a third column."""
 
 
-def first_samples(directory: str | Path, n: int) -> list[Sample]:
+def first_samples(directory: str | Path | storage.RemotePath, n: int) -> list[Sample]:
     """Up to `n` samples (key, record, input bytes, target bytes) in shard-name order."""
     out: list[Sample] = []
-    for tar in sorted((Path(directory) / "shards").glob("*.tar")):
+    for tar in sorted((storage.as_path(directory) / "shards").glob("*.tar")):
         for key, members in iter_shard(tar):
             inp = next(v for k, v in members.items() if k.startswith("input."))
             tgt = next(v for k, v in members.items() if k.startswith("target."))
@@ -32,7 +34,9 @@ def first_samples(directory: str | Path, n: int) -> list[Sample]:
     return out
 
 
-def contact_sheet(samples: list[Sample], path: str | Path, cell: int = 256) -> Path:
+def contact_sheet(
+    samples: list[Sample], path: str | Path | storage.RemotePath, cell: int = 256
+) -> storage.AnyPath:
     """A PNG grid: one row per sample, input on the left, target on the right, key as caption;
     region samples add a third column, their labels tinted over the input."""
     pad, caption = 6, 16
@@ -63,5 +67,6 @@ def contact_sheet(samples: list[Sample], path: str | Path, cell: int = 256) -> P
         draw.text((pad, y), f"{key}  {what}  input | target{tail}", fill=(230, 230, 230))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, format="PNG")
-    return path
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())

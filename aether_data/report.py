@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from aether_data import __version__
+from aether_data.card import write_card
 from aether_data.figures import figure_png
+from aether_data.io import storage
 from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
 from aether_data.params import GROUP_PARAMS, GROUPS, PARAM_NAMES
 from aether_data.report_quality import plot_delta_e, quality_tables, reference_delta_e
@@ -65,15 +67,17 @@ def _read_member(f: Any, offset: int, size: int) -> bytes:
     return f.read(size)
 
 
-def collect_stats(out_dir: Path, examples_per_workflow: int = 3) -> DatasetStats:
-    """One pass: index columns for counts and scores, JSON members (by offset) for the rest."""
+def collect_stats(out_dir: str | Path | storage.RemotePath, examples_per_workflow: int = 3) -> DatasetStats:
+    """One pass: index columns for counts and scores, JSON members (by offset) for the rest.
+    ``out_dir`` may be a URI (each shard is read from a local copy)."""
+    out_dir = storage.as_path(out_dir)
     manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
     stats = DatasetStats(manifest=manifest)
     shown: Counter[str] = Counter()
     for entry in manifest["shards"]:
-        table = pq.read_table(out_dir / entry["index"])
-        rows = table.to_pylist()
-        with open(out_dir / entry["path"], "rb") as f:
+        with storage.local_file(out_dir / entry["index"]) as index:
+            rows = pq.read_table(index).to_pylist()
+        with storage.local_file(out_dir / entry["path"]) as tar, open(tar, "rb") as f:
             for row in rows:
                 wf = row["workflow"] or "unknown"
                 stats.per_workflow[wf] += 1
@@ -262,7 +266,7 @@ def _tables(stats: DatasetStats) -> dict[str, list[tuple[str, str]]]:
 
 
 def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str, bytes]) -> tuple[str, str]:
-    """(report.html, README.md card) text, sections in order with their tables and figures."""
+    """(report.html, the card's statistics sections) text, in order with their tables and figures."""
 
     def img_html(name: str) -> str:
         b64 = base64.b64encode(images[name]).decode()
@@ -278,15 +282,12 @@ def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str
     title = f"aether dataset report — {out.name}"
     body = [f"<h1>{html.escape(title)}</h1>"]
     card = [
-        f"# Dataset card: {out.name}\n",
-        f"Built by aether {__version__} (`aether build`), workflow spec and seed in `manifest.json`. "
-        "Pairs are synthetic: targets are rendered by the aether develop engine from the inputs "
-        "(param, style) or inputs are degraded from good photographs (auto). Full report: "
-        "`report/report.html`.\n",
+        "## Statistics\n",
+        f"From `aether report` (aether {__version__}); the full report with figures is `report/report.html`.\n",
     ]
     for section in SECTIONS:
         body.append(f'<h2 id="{section.lower().replace(" ", "-")}">{section}</h2>')
-        card.append(f"## {section}\n")
+        card.append(f"### {section}\n")
         for h, md in tables[section]:
             body.append(h)
             card.append(md)
@@ -309,14 +310,18 @@ def _pages(out: Path, tables: dict[str, list[tuple[str, str]]], images: dict[str
     return page, "\n".join(card)
 
 
-def write_report(out_dir: str | Path, examples_per_workflow: int = 3) -> dict[str, Path]:
-    """Write `report/report.html` (self-contained), `report/*.png` and the dataset card `README.md`."""
-    out = Path(out_dir)
+def write_report(
+    out_dir: str | Path | storage.RemotePath, examples_per_workflow: int = 3
+) -> dict[str, storage.AnyPath]:
+    """Write `report/report.html` (self-contained), `report/*.png` and the dataset card `README.md`
+    (``out_dir`` may be a URI such as ``s3://bucket/run``)."""
+    out = storage.as_path(out_dir)
     stats = collect_stats(out, examples_per_workflow)
     rep = out / "report"
-    rep.mkdir(exist_ok=True)
+    if isinstance(rep, Path):
+        rep.mkdir(exist_ok=True)
     images = _images(stats, rep)
-    page, card = _pages(out, _tables(stats), images)
+    page, stats_md = _pages(out, _tables(stats), images)
     html_path = atomic_write_text(rep / "report.html", page)
-    card_path = atomic_write_text(out / "README.md", card)
+    card_path = write_card(out, stats_markdown=stats_md, licences=stats.licences)
     return {"html": html_path, "card": card_path, **{n: rep / n for n in images}}

@@ -21,9 +21,11 @@ def train_er_command(
     images: Annotated[
         Path | None, typer.Option("--images", help="folder of training photos (default: bundled)")
     ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/er"),
-    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="checkpoint directory")] = Path("runs/er"),
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="stop after N optimiser steps \\[default: the config's]")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="training seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.safetensors")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N (models and teacher)")] = "cpu",
 ) -> None:
@@ -56,8 +58,8 @@ def eval_er_command(
         Path | None, typer.Option("--images", help="held-out photos (default: bundled split)")
     ] = None,
     n_params: Annotated[int, typer.Option("--n-params", help="parameter draws per protocol")] = 8,
-    seed: Annotated[int, typer.Option("--seed")] = 20_260_719,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the evaluation parameters")] = 20_260_719,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """PSNR/SSIM per protocol and per masked-latent intervention on held-out images and params."""
     from model_core.er_data import list_images
@@ -84,14 +86,16 @@ def train_command(
         list[Path] | None, typer.Option("--data", help="dataset directory (repeatable); not needed for er")
     ] = None,
     config: Annotated[str, typer.Option("--config", help="tiny | a config name | a YAML file")] = "tiny",
-    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="stop after N optimiser steps \\[default: the config's]")
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="checkpoint directory")] = None,
     init: Annotated[
         Path | None, typer.Option("--init", help="start from a previous stage's checkpoint directory")
     ] = None,
     num_workers: Annotated[int, typer.Option("--num-workers", help="> 1: Ray Train DDP workers")] = 1,
     use_gpu: Annotated[bool, typer.Option("--use-gpu", help="one GPU per worker")] = False,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="training seed")] = 0,
     no_resume: Annotated[
         bool, typer.Option("--no-resume", help="ignore an existing checkpoint in --out")
     ] = False,

@@ -33,26 +33,42 @@ def make_record(key: str, seed: int | None = None) -> dict[str, Any]:
     """A record that `manifests/sample.schema.json` accepts; param records carry a protocol, style
     records a preset; ``seed`` defaults to the key's index."""
     workflow, index = key.split("_")
+    from aether_data.build.record import EXPERT_REF_EMPTY, preset_record
+    from aether_data.params import PARAM_NAMES
+
     return {
         "key": key,
         "task": TASK_TOKENS[workflow],
         "workflow": workflow,
-        "protocol": "light+globalcolor" if workflow == "param" else None,
+        "protocol": "light+globalcolor" if workflow == "param" else "",
         "instructions": ["Make it warmer and brighter."],
+        "prompt": "",
         "completion": "<plan_light_start>+exposure<plan_light_end><retouch_light><retouch_color&temp><retouch_colormixer>",
         "reasoning": {
-            "elements": None,
-            "problems": {"light": None, "globalcolor": None, "specificcolor": None},
-            "plans": {"light": "+exposure", "globalcolor": "warmer", "specificcolor": None},
+            "elements": "",
+            "problems": {"light": "", "globalcolor": "", "specificcolor": ""},
+            "plans": {"light": "+exposure", "globalcolor": "warmer", "specificcolor": ""},
         },
-        "params": None,
+        "params": dict.fromkeys(PARAM_NAMES, 0.0),
+        "params_origin": "",
         "masks": [1, 1, 0],
-        "preset": {"id": "p1", "name": "Warm", "primary": "warm", "fine": "warm-soft"}
-        if workflow == "style"
-        else None,
-        "expert_ref": None,
-        "source": {"uri": f"mem://{key}", "sha256": "ab" * 32, "width": 64, "height": 64},
+        "preset": preset_record(
+            {"id": "p1", "name": "Warm", "primary": "warm", "fine": "warm-soft"}
+            if workflow == "style"
+            else None
+        ),
+        "expert_ref": dict(EXPERT_REF_EMPTY),
+        "source": {"uri": f"mem://{key}", "sha256": "ab" * 32, "width": 64, "height": 64, "license": ""},
+        "image": {"width": 64, "height": 64, "format": "jpg"},
         "scores": {"source": 5.0},
+        "annotator": {
+            "name": "template",
+            "model": "",
+            "prompt_version": "",
+            "attempts": 0,
+            "fallback_reason": "",
+            "variants": "",
+        },
         "seed": int(index) if seed is None else seed,
         "generator": {"name": "aether-test", "version": "0"},
     }

@@ -237,7 +237,9 @@ def test_style_build_names_presets_and_has_three_instructions(ray_session, tmp_p
     for _, rec, inp, tgt in recs:
         assert rec["task"] == "<Style_Retouch_Task>" and rec["params_origin"] == "preset"
         p = rec["preset"]
-        assert p["id"] and p["name"] and p["primary"] and p["fine"] and p["fine"] in p["categories"]
+        assert (
+            p["id"] and p["name"] and p["primary"] and p["fine"] and p["fine"] in p["categories"].split("; ")
+        )
         assert len(set(rec["instructions"])) >= 3
         assert any(rec["masks"]) and _psnr(inp, tgt) < 60  # the preset did something
         presets.add(p["id"])

@@ -26,7 +26,7 @@ def test_report_on_a_200_sample_all_build(ray_session, tmp_path: Path) -> None:
     card = (out / "README.md").read_text()
     for section in SECTIONS:
         assert f'<h2 id="{section.lower().replace(" ", "-")}">{section}</h2>' in page
-        assert f"## {section}\n" in card
+        assert f"### {section}\n" in card
     # self-contained: every image is inline, nothing is fetched
     srcs = re.findall(r'src="([^"]+)"', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)

@@ -17,7 +17,14 @@ from aether_data.dataset.schemas import load_schema
 from aether_data.io.canonical import json_bytes
 from aether_data.resources import package_root
 
-__all__ = ["PRESET_RECORD_FIELDS", "RecordMaker", "RecordSchemaError", "display_uri", "preset_record"]
+__all__ = [
+    "EXPERT_REF_EMPTY",
+    "PRESET_RECORD_FIELDS",
+    "RecordMaker",
+    "RecordSchemaError",
+    "display_uri",
+    "preset_record",
+]
 
 
 class RecordSchemaError(ValueError):
@@ -26,12 +33,69 @@ class RecordSchemaError(ValueError):
 
 PRESET_RECORD_FIELDS = ("id", "name", "primary", "fine", "categories", "matcher", "effects", "unsupported")
 
+# One record shape for every workflow (sample.schema.json, "Type-stable records"): Arrow readers
+# (`datasets`, Ray Data) infer column types from the first few records of the first shard, so a
+# field that is null, an empty list or missing there and filled elsewhere cannot be loaded. Every
+# record therefore has every field, never null: a field that does not apply holds the empty value
+# of its type ("" / 0 / 0.0 / all-zero params), and the preset's lists whose length varies
+# (categories, effects, unsupported) are "; "-joined strings.
+PRESET_EMPTY: dict[str, Any] = {k: "" for k in PRESET_RECORD_FIELDS}
+EXPERT_REF_EMPTY: dict[str, Any] = {
+    "id": "",
+    "distance": 0.0,
+    "distance_kind": "",
+    "rank": 0,
+    "k": 0,
+    "latent_masks": [0, 0, 0],
+    "group_effects": [0.0, 0.0, 0.0],
+    "fit_psnr_before": 0.0,
+    "fit_psnr_after": 0.0,
+}
+ANNOTATOR_FIELDS = {
+    "name": "",
+    "model": "",
+    "prompt_version": "",
+    "attempts": 0,
+    "fallback_reason": "",
+    "variants": "",
+}
+SECTION_GROUPS = ("light", "globalcolor", "specificcolor")
 
-def preset_record(preset: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The preset as the record stores it (its instructions and plans live in the record already)."""
-    if preset is None:
-        return None
-    return {k: preset[k] for k in PRESET_RECORD_FIELDS if k in preset}
+
+def preset_record(preset: dict[str, Any] | None) -> dict[str, Any]:
+    """The preset as the record stores it (its instructions and plans live in the record already);
+    the empty preset (every field "") where the workflow applies none."""
+    out = dict(PRESET_EMPTY)
+    for k in PRESET_RECORD_FIELDS:
+        v = (preset or {}).get(k)
+        if v is None:
+            continue
+        out[k] = "; ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+    return out
+
+
+def expert_ref_record(ref: dict[str, Any] | None) -> dict[str, Any]:
+    """The expert reference with every field (EXPERT_REF_EMPTY's types) whatever the workflow."""
+    out = dict(EXPERT_REF_EMPTY)
+    for k, empty in EXPERT_REF_EMPTY.items():
+        v = (ref or {}).get(k)
+        if v is None:
+            continue
+        if isinstance(empty, list):
+            out[k] = [type(empty[0])(x) for x in v]
+        else:
+            out[k] = type(empty)(v)
+    return out
+
+
+def _sections(sec: dict[str, Any] | None) -> dict[str, str]:
+    return {g: (sec or {}).get(g) or "" for g in SECTION_GROUPS}
+
+
+def _params(params: dict[str, float] | None) -> dict[str, float]:
+    """Normalised params, all 38; all zeros where the record has no global parameters (region)."""
+    values = params if params is not None else dict.fromkeys(P.PARAM_NAMES, 0.0)
+    return {k: float(v) for k, v in P.normalised_dict(values, decimals=6).items()}
 
 
 def region_record(extra: dict[str, Any]) -> dict[str, Any]:
@@ -47,9 +111,9 @@ def region_record(extra: dict[str, Any]) -> dict[str, Any]:
                 "name": r["name"],
                 "class": r["class"],
                 "named_by": r["named_by"],
-                "area": r["area"],
-                "protocol": r["protocol"],
-                "params": P.normalised_dict(r["params"], decimals=6) if r["params"] else {},
+                "area": float(r["area"]),
+                "protocol": r["protocol"] or "",
+                "params": _params(r["params"] or None),
                 "masks": r["masks"],
             }
             for r in extra["regions"]
@@ -102,26 +166,32 @@ class RecordMaker:
             "key": row.key,
             "task": TASK_TOKENS[row.workflow],
             "workflow": row.workflow,
-            "protocol": pair.protocol,
+            "protocol": pair.protocol or "",
             "instructions": ann.instructions,
             "prompt": ann.prompt,
             "completion": ann.completion,
-            "reasoning": ann.reasoning,
-            "params": P.normalised_dict(pair.params, decimals=6) if pair.params is not None else None,
-            "params_origin": pair.params_origin,
-            "masks": pair.masks,
+            "reasoning": {
+                "elements": ann.reasoning.get("elements") or "",
+                "problems": _sections(ann.reasoning.get("problems")),
+                "plans": _sections(ann.reasoning.get("plans")),
+            },
+            "params": _params(pair.params),
+            "params_origin": pair.params_origin or "",
+            "masks": [int(m) for m in pair.masks],
             "preset": preset_record(pair.preset),
-            "expert_ref": pair.expert_ref,
+            "expert_ref": expert_ref_record(pair.expert_ref),
             "source": {
                 "uri": display_uri(row.source_uri),
                 "sha256": p.source.sha256,
                 "width": p.source.width,
                 "height": p.source.height,
-                "license": p.source.license,
+                "license": p.source.license or "",
             },
             "image": {"width": p.size[0], "height": p.size[1], "format": ext},
-            "scores": p.scores,
-            "annotator": ann.annotator,
+            "scores": {k: float(v) for k, v in p.scores.items()},
+            "annotator": {
+                k: type(empty)(ann.annotator.get(k) or empty) for k, empty in ANNOTATOR_FIELDS.items()
+            },
             "seed": row.seed,
             "generator": {"name": f"aether-{row.workflow}", "version": __version__},
         }

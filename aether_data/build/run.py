@@ -209,11 +209,19 @@ def _run_locked(
         )
     )
     if progress is not None:
-        progress.start(total_shards=len(names), reused=reused, todo=len(todo))
+        progress.start(
+            total_shards=len(names),
+            reused=reused,
+            todo=len(todo),
+            todo_samples=sum(span.count for span in todo),
+        )
     if todo:
         init_ray(spec.runtime.ray_address, spec.runtime.workers)
         keep_interrupt_handler()
-        for res in execute(spec, out, todo, spec.runtime.workers, sources, (fingerprint, doc)):
+        on_progress = getattr(progress, "running", None)  # per-sample counts while shards run
+        for res in execute(
+            spec, out, todo, spec.runtime.workers, sources, (fingerprint, doc), on_progress=on_progress
+        ):
             if INTERRUPTED.is_set():  # a Ctrl-C that a library swallowed still stops the build
                 raise KeyboardInterrupt
             tally.add(res)

@@ -105,8 +105,11 @@ class ShardContext:
         clock.mark("record")
         return members, fields
 
-    def build_shard(self, task: ShardTask) -> dict[str, Any]:
-        """Build one shard completely and commit it atomically; bad samples are skipped, counted."""
+    def build_shard(self, task: ShardTask, on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Build one shard completely and commit it atomically; bad samples are skipped, counted.
+
+        ``on_sample(n)`` (progress only; it must not touch the output) hears after each sample is
+        rendered or skipped how many of the shard's samples are done so far."""
         tar_path = self.out_dir / "shards" / f"{task.name}.tar"
         index_path = self.out_dir / "index" / f"{task.name}.parquet"
         rows: list[dict[str, Any]] = []
@@ -134,6 +137,8 @@ class ShardContext:
                 pending.append(self.renderer.render(row))
             except Exception as exc:  # one bad sample must never cost the shard
                 skip(row, exc)
+            if on_sample is not None:
+                on_sample(i + 1)
         pending = self.renderer.complete(pending, skip)
         for p in pending:
             self.submit_annotation(p)

@@ -164,7 +164,7 @@ def _audit_index(
         rows[row["key"]] = row
         index_keys.append(row["key"])
         totals["workflow"][row["workflow"] if row["workflow"] is not None else NULL_WORKFLOW] += 1
-        totals["protocol"][row["protocol"] if row["protocol"] is not None else NULL_PROTOCOL] += 1
+        totals["protocol"][row["protocol"] or NULL_PROTOCOL] += 1
     return rows, index_keys
 
 
@@ -217,7 +217,8 @@ def _audit_tar(
             _compare_row(key, members, row, report)
             if record is not None:
                 for fld in ("workflow", "task", "protocol"):
-                    if record.get(fld) != row[fld]:
+                    # records say "" where the index says None (type-stable records, sample.schema.json)
+                    if (record.get(fld) or None) != (row[fld] or None):
                         report(
                             f"key {key}: {fld} {record.get(fld)!r} in {key}.json != {row[fld]!r} in the index"
                         )

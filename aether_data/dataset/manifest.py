@@ -112,9 +112,7 @@ def build_manifest(
         per_workflow.update(
             w if w is not None else NULL_WORKFLOW for w in table.column("workflow").to_pylist()
         )
-        per_protocol.update(
-            p if p is not None else NULL_PROTOCOL for p in table.column("protocol").to_pylist()
-        )
+        per_protocol.update(p or NULL_PROTOCOL for p in table.column("protocol").to_pylist())
         skipped.extend(meta["skipped"])
         entries.append(
             {

@@ -54,7 +54,7 @@ def build_command(
     max_per_task: Annotated[
         str | None, typer.Option("--max-per-task", help="aether: e.g. auto=250,style=100,param=350")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the benchmark's sample selection")] = 0,
 ) -> None:
     """Write a benchmark folder (bench.json + images; Aether-Bench also split.json)."""
     from aether_data.evaluation.bench import BenchError, build_aether_bench, build_fivek_bench
@@ -89,7 +89,7 @@ def build_command(
 def check_disjoint_command(
     bench: Annotated[Path, typer.Option("--bench", help="an Aether-Bench folder (or its split.json)")],
     data: Annotated[Path, typer.Option("--data", help="a training dataset")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Prove a training dataset uses no held-out source or preset; exit 1 naming every overlap."""
     from aether_data.evaluation.bench import check_disjoint

@@ -65,7 +65,7 @@ def build(
     thumbs: Annotated[
         int, typer.Option("--thumbs", help="store JPEG thumbnails of this size (0 = none)")
     ] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="pairs per encoder batch")] = 16,
     workers: Annotated[int, typer.Option("--workers", help="decoding threads")] = 2,
     limit: Annotated[int | None, typer.Option("--limit", help="only the first N pairs (trial runs)")] = None,
 ) -> None:
@@ -150,7 +150,7 @@ def _print_counts(counts: dict, out: Path, seconds: float | None = None) -> None
 @expert_db_app.command("info")
 def info(
     db: Annotated[Path | None, typer.Argument(help="DB folder (default: the bundled demo DB)")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Counts, scorer, δ and encoder/renderer fingerprint of a DB."""
     from aether_data.expert_db.db import ExpertDB, ExpertDBError

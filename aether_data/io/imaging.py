@@ -18,7 +18,23 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from aether_data.io.errors import SourceError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"})
+DECODED_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".avif"}
+)
+"""Formats Pillow decodes here (GIF: the first frame; AVIF: Pillow ≥ 11.3's own plugin)."""
+
+HEIF_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
+"""Decoded when pillow-heif is installed (``pip install aether-data[heif]``), else skipped as
+``unsupported-format``."""
+
+UNSUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
+    {".jxl", ".jp2", ".j2k", ".psd", ".svg", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
+)
+"""Photographs aether cannot decode (raw, layered, vector, JPEG XL / 2000): listed as sources all
+the same, so that each is reported in skipped.parquet (``unsupported-format``), never left out."""
+
+IMAGE_EXTENSIONS: frozenset[str] = DECODED_EXTENSIONS | HEIF_EXTENSIONS | UNSUPPORTED_EXTENSIONS
+"""What a source folder walk picks up: every photograph is either decoded or reported."""
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Decompression-bomb guard: images with more pixels than this are refused (`too-large`)."""
@@ -82,7 +98,8 @@ def load_image(
 
     JPEG draft mode decodes large JPEGs at 1/2..1/8 scale when that still covers `max_side`, which is
     what keeps decoding of 24 MP camera files cheap. Raises SourceError with reasons: not-found,
-    empty-file, not-an-image, too-large, too-small, truncated, decode-error. Pillow's own bomb guard
+    empty-file, not-an-image, unsupported-format, too-large, too-small, truncated, decode-error.
+    GIF gives its first frame. Pillow's own bomb guard
     (about 179 MP) still applies above `max_pixels` and is reported as too-large too.
 
     `min_short` (instead of `max_side`) asks for the smallest decode whose short edge still covers
@@ -129,6 +146,34 @@ def _draft_size(w: int, h: int, max_side: int | None, min_short: int | None) -> 
     return max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))
 
 
+_HEIF_STATE: list[bool] = []  # [registered?] once per process
+
+
+def _heif_opener() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener once; False when it is not installed."""
+    if not _HEIF_STATE:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _HEIF_STATE.append(True)
+        except ImportError:
+            _HEIF_STATE.append(False)
+    return _HEIF_STATE[0]
+
+
+def _unsupported(p: str | Path | None) -> SourceError | None:
+    """The `unsupported-format` skip for a source named as a photograph aether cannot decode."""
+    suffix = Path(str(p or "")).suffix.lower()
+    if suffix in UNSUPPORTED_EXTENSIONS:
+        return SourceError("unsupported-format", p, f"{suffix} is not decoded by aether")
+    if suffix in HEIF_EXTENSIONS and not _heif_opener():
+        return SourceError(
+            "unsupported-format", p, "HEIC/HEIF needs pillow-heif: pip install aether-data[heif]"
+        )
+    return None
+
+
 def _decode(
     fp: Path | io.BytesIO,
     p: str | Path | None,
@@ -137,11 +182,17 @@ def _decode(
     min_short: int | None,
     dtype: type[np.floating] | type[np.uint8],
 ) -> np.ndarray:
+    refused = _unsupported(p)
+    if refused is not None:
+        raise refused
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(fp)
     except UnidentifiedImageError:
+        suffix = Path(str(p or "")).suffix.lower()
+        if suffix in IMAGE_EXTENSIONS and suffix not in Image.registered_extensions():  # no plugin
+            raise SourceError("unsupported-format", p, "no decoder for this format") from None
         raise SourceError("not-an-image", p) from None
     except Image.DecompressionBombError as exc:
         raise SourceError("too-large", p, str(exc)) from None
@@ -243,6 +294,64 @@ def resize_short_edge(img: np.ndarray, size: int) -> np.ndarray:
     new_w = size if w == short else max(size, round(w * scale))
     new_h = size if h == short else max(size, round(h * scale))
     return _area_resize(img, new_w, new_h)
+
+
+RESIZE_MODES = ("keep_ratio", "center_crop", "border")
+
+
+def _scale_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area interpolation down, bilinear up (area is a box filter: it only averages)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img
+    if width <= w and height <= h:
+        return _area_resize(img, width, height)
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_image(
+    img: np.ndarray, size: int, mode: str = "keep_ratio", only_if_bigger: bool | None = None
+) -> np.ndarray:
+    """Resize as img2dataset's ``resize_mode`` names it (see ``ImageSpec.resize_mode``).
+
+    ``only_if_bigger`` None means: never upscale for keep_ratio (the historical behaviour, bytes
+    unchanged), scale up for center_crop and border, whose point is one size×size shape.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode {mode!r}: choose from {', '.join(RESIZE_MODES)}")
+    if only_if_bigger is None:
+        only_if_bigger = mode == "keep_ratio"
+    h, w = img.shape[:2]
+    if mode == "border":
+        long = max(h, w)
+        if long > size or (long < size and not only_if_bigger):
+            scale = size / long
+            nw = size if w == long else max(1, round(w * scale))
+            nh = size if h == long else max(1, round(h * scale))
+            img = _scale_to(img, nw, nh)
+        h, w = img.shape[:2]
+        top, left = (size - h) // 2, (size - w) // 2
+        out = np.zeros((size, size, *img.shape[2:]), dtype=img.dtype)
+        out[top : top + h, left : left + w] = img
+        return out
+    short = min(h, w)
+    if short > size:
+        img = resize_short_edge(img, size)
+    elif short < size and not only_if_bigger:
+        scale = size / short
+        img = _scale_to(
+            img,
+            size if w == short else max(size, round(w * scale)),
+            size if h == short else max(size, round(h * scale)),
+        )
+    if mode == "center_crop":
+        h, w = img.shape[:2]
+        ch, cw = min(h, size), min(w, size)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        img = np.ascontiguousarray(img[top : top + ch, left : left + cw])
+    return img
 
 
 def as_float01(img: np.ndarray) -> np.ndarray:

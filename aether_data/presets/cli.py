@@ -90,7 +90,7 @@ def list_cmd(
 @presets_app.command("show")
 def show_cmd(
     preset_id: Annotated[str, typer.Argument(help="library id, e.g. kodak-portra-warm-01")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the preset as JSON")] = False,
     library: LibraryOpt = None,
 ) -> None:
     """One preset: identity, settings, what it does, unsupported keys."""

@@ -25,13 +25,14 @@ from aether_data.develop.preset_ops import (
 )
 from aether_data.develop.settings import KEYS, PresetSettings
 from aether_data.presets.describe import effects
+from aether_data.presets.grounding import grounded_effects, names_unknown_content
 from aether_data.presets.library import Library, Preset, load_library
 from aether_data.presets.matching import make_matcher, top_categories
 from aether_data.presets.measure import probe_colours
 from aether_data.presets.taxonomy import load_taxonomy
 from aether_data.presets.wording import style_instructions, style_plans
 from aether_data.quality import TEXTURE_KEYS
-from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow
+from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow, image_stats
 
 LUT_CACHE_SIZE = 256
 
@@ -191,14 +192,20 @@ class StyleWorkflow(OneStepWorkflow):
             dtype=np.uint8,
         )
         info = self.described(preset)
+        # name skin / sky / foliage only where the photo is known to show them (presets/grounding.py)
+        content = image_stats(image)
+        effs = grounded_effects(info["effects"], content)
+        plans = info["plans"] if effs == info["effects"] else style_plans(settings, effs)
         fine_cat = self.taxonomy.get_fine(preset.fine) if preset.fine in self.fine_names else None
         instructions = style_instructions(
             {
                 "name": preset.name,
                 "fine": preset.fine,
                 "primary": preset.primary,
-                "effects": info["effects"],
-                "description": fine_cat.description if fine_cat else "",
+                "effects": effs,
+                "description": fine_cat.description
+                if fine_cat and not names_unknown_content(fine_cat.description, content)
+                else "",
             },
             rng,
             self.variants,
@@ -212,9 +219,9 @@ class StyleWorkflow(OneStepWorkflow):
             "categories": [name for name, _ in ranked],
             "matcher": self.matcher.name,
             "instructions": instructions,
-            "plans": dict(info["plans"]),
-            "summary": info["summary"],
-            "effects": [e.phrase for e in info["effects"]],
+            "plans": dict(plans),
+            "summary": ", ".join(e.phrase for e in effs[:4]),
+            "effects": [e.phrase for e in effs],
             "unsupported": settings.unsupported_keys,
             "render": self.render_mode,
         }
