@@ -17,7 +17,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "aether build --workflow style --image-size 256 --resize-mode center_crop --out runs/square",
         "aether build --config pipelines/auto.yaml --annotator openai --openai-base-url http://host:8000/v1",
     ),
-    "audit": ("aether audit runs/param", "aether audit s3://bucket/run --deep --json"),
+    "audit": (
+        "aether audit runs/param",
+        "aether audit s3://bucket/run --deep --json",
+        "aether audit runs/train --bench bench/aether",
+    ),
     "inspect": ("aether inspect runs/param --n 4", "aether inspect runs/param --contact-sheet sheet.png"),
     "report": ("aether report runs/param", "aether report s3://bucket/run --examples 5"),
     "schema": ("aether schema pipeline-spec > manifests/pipeline-spec.schema.json",),
@@ -47,6 +51,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "presets generate": ("aether presets generate -o presets/library.jsonl.gz",),
     "expert-db build": ("aether expert-db build --pairs pairs/ --out expert_db/",),
     "expert-db info": ("aether expert-db info expert_db/", "aether expert-db info expert_db/ --json"),
+    "stats strength": (
+        "aether stats strength --pairs fivek/ --out strength.yaml",
+        "aether stats strength --pairs pairs/ --xmp-pairs xmp-pairs/ --limit 500 --out strength.yaml",
+    ),
     "stats operators": ("aether stats operators --xmp-pairs xmp-pairs/ --out presets/operator_stats.yaml",),
     "model train-er": ("aether model train-er --images photos/ --out checkpoints/er",),
     "model eval-er": ("aether model eval-er --checkpoint checkpoints/er --json",),

@@ -197,7 +197,8 @@ def _tree_digest(out: Path) -> dict[str, str]:
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "run.json" and "logs" not in p.relative_to(out).parts
+        # the dataset card (README.md) names the output folder in its loading examples
+        if p.is_file() and p.name not in ("run.json", "README.md") and "logs" not in p.relative_to(out).parts
     }
 
 

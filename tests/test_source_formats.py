@@ -96,8 +96,11 @@ def test_build_records_every_format_or_reports_it(ray_session, formats_dir, tmp_
         for m in t.getmembers():
             if m.name.endswith(".json"):
                 used.add(Path(json.load(t.extractfile(m))["source"]["uri"]).name)
+    # a source that cannot be decoded is found at plan time and left out of the plan with its reason
+    # (the manifest's sources_rejected: it costs no sample); a sample that still fails is skipped
     skipped = pq.read_table(out / "skipped.parquet").to_pylist()
-    reported = {Path(r["source"]).name: r["reason"] for r in skipped}
+    rejected = json.loads((out / "manifest.json").read_text())["sources_rejected"]["sources"]
+    reported = {Path(r["source"]).name: r["reason"] for r in [*skipped, *rejected]}
     assert {"palette.gif", "animated.gif", "photo.webp", "photo.tiff", "photo.avif"} <= used
     assert reported.get("photo.jxl") == "unsupported-format"
     assert "photo.heic" in used or reported.get("photo.heic") == "unsupported-format"

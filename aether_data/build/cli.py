@@ -202,6 +202,10 @@ def _report_build(summary: Any, fail_on_error_rate: float | None, out_dir: str =
             f"  [yellow]{rejected['count']} of {rejected['checked']} source(s) unusable, left out of the plan:"
             f"[/yellow] {rejected['reasons']} (manifest sources_rejected)"
         )
+    replaced = m.get("sources_replaced") or {"count": 0, "reasons": {}}
+    if replaced["count"]:  # failed at build time; their samples came from later sources of the plan
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(replaced["reasons"].items()))
+        err.print(f"  [yellow]{replaced['count']} source(s) failed and were replaced:[/yellow] {reasons}")
     err.print(f"  output: {out_dir} (dataset card: README.md)")
     err.print("next:")
     width = max(len(c) for c, _ in NEXT_STEPS) + len(out_dir) + 8

@@ -133,6 +133,7 @@ class SampleRenderer:
         self.sources = SourceCache(min_short, spec.sources.max_pixels, fetch=FetchSettings())
         self.alternate: Callable[[PlanRow, int], PlanRow] | None = None  # set by the shard's planner
         self.counts = {"drafts": 0, "redraws": 0, "rejected": 0, "replaced": 0}
+        self.replaced: list[dict[str, Any]] = []  # this shard's failed-then-replaced sources
 
     def encode(self, img: np.ndarray) -> bytes:
         if self.spec.image.format == "png":
@@ -155,6 +156,7 @@ class SampleRenderer:
         if self.alternate is None:
             raise first
         tried = {row.source_uri}
+        failed = [{"source": row.source_uri, "reason": first.reason, "key": row.key}]
         for attempt in range(1, self.spec.sources.replacements + 1):
             alt = self.alternate(row, attempt)
             if alt.source_uri in tried:
@@ -162,11 +164,13 @@ class SampleRenderer:
             tried.add(alt.source_uri)
             try:
                 pending = self._render(alt)
-            except SourceError:
+            except SourceError as exc:
+                failed.append({"source": alt.source_uri, "reason": exc.reason, "key": row.key})
                 continue
             if pending.quality is not None:
                 pending.quality["replaced"] = attempt
             self.counts["replaced"] += 1
+            self.replaced.extend(failed)  # the sample is written: its failed sources are counted here
             return pending
         raise first
 

@@ -118,6 +118,7 @@ class ShardContext:
         clock = self.clock
         clock.reset()
         self.renderer.counts = dict.fromkeys(self.renderer.counts, 0)  # drafts, redraws: this shard's
+        self.renderer.replaced = []
         t_start, cpu_start = time.time(), time.thread_time()
 
         def skip(row: PlanRow, exc: Exception) -> None:
@@ -159,7 +160,15 @@ class ShardContext:
             clock.start()
             shard = writer.commit()
         fp, fp_doc = self.fingerprint or (None, None)
-        write_index(index_path, shard, rows, skipped, fingerprint=fp, fingerprint_doc=fp_doc)
+        write_index(
+            index_path,
+            shard,
+            rows,
+            skipped,
+            fingerprint=fp,
+            fingerprint_doc=fp_doc,
+            replaced=self.renderer.replaced,
+        )
         clock.mark("write")
         if errors:
             atomic_write_bytes(self.out_dir / "logs" / f"{task.name}.errors.txt", "\n".join(errors).encode())

@@ -199,6 +199,7 @@ def write_index(
     skipped: Sequence[Mapping[str, Any]] = (),
     fingerprint: str | None = None,
     fingerprint_doc: Mapping[str, Any] | None = None,
+    replaced: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Write the shard's parquet index atomically; rows in tar order.
 
@@ -223,6 +224,8 @@ def write_index(
         "skipped": json.dumps(normalise_skipped(skipped), sort_keys=True, separators=(",", ":")),
         "index_version": INDEX_VERSION,
     }
+    if replaced:  # failed sources whose samples were built from later ones: counted, not lost
+        meta["replaced"] = json.dumps(normalise_skipped(replaced), sort_keys=True, separators=(",", ":"))
     if fingerprint is not None:
         meta["fingerprint"] = fingerprint
         meta["fingerprint_doc"] = json.dumps(fingerprint_doc or {}, sort_keys=True, separators=(",", ":"))
@@ -250,7 +253,7 @@ def _decode_metadata(raw: Mapping[bytes, bytes] | None, where: str) -> dict[str,
         for k in ("tar_size", "samples"):
             if k in meta:
                 meta[k] = int(meta[k])
-        for k in ("skipped", "fingerprint_doc"):
+        for k in ("skipped", "replaced", "fingerprint_doc"):
             if k in meta:
                 meta[k] = json.loads(meta[k])
     except ValueError as e:

@@ -91,6 +91,7 @@ def build_manifest(
     key_owner: dict[str, str] = {}
     entries = []
     skipped: list[dict[str, Any]] = []
+    replaced: list[dict[str, Any]] = []
     for name in names:
         ipath = index_path(out_dir, name)
         src, fs = parquet_source(ipath)
@@ -114,6 +115,7 @@ def build_manifest(
         )
         per_protocol.update(p or NULL_PROTOCOL for p in table.column("protocol").to_pylist())
         skipped.extend(meta["skipped"])
+        replaced.extend(meta.get("replaced", []))
         entries.append(
             {
                 "name": name,
@@ -134,6 +136,16 @@ def build_manifest(
             "count": len(skipped),
             "reasons": dict(sorted(Counter(s["reason"] for s in skipped).items())),
         },
+        **(
+            {
+                "sources_replaced": {
+                    "count": len(replaced),
+                    "reasons": dict(sorted(Counter(s["reason"] for s in replaced).items())),
+                }
+            }
+            if replaced
+            else {}
+        ),
         "spec": json.loads(json.dumps(dict(spec))),  # plain JSON types, fails early if not serialisable
         "seed": int(seed),
         "code_version": str(code_version),
