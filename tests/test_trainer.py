@@ -108,6 +108,10 @@ def _untrained() -> Any:
 #   identity (input)         -          -       0.0217    0.050
 # evaluate() PSNR, 4 held-out samples per task (auto / param / style), dB:
 #   untrained 9.91 / 10.43 / 11.68 · rsft 11.13 / 12.73 / 13.28 · dapo 11.54 / 12.74 / 13.22
+# Re-measured after the quality gates, the type-stable records and the template wording changed the
+# data (and DAPO's tiny lr went 1e-3 → 3e-4): CE all / L1 all untrained 6.965 / 0.2627, rsft
+# 3.821 / 0.2359, dapo 4.550 / 0.2359; PSNR untrained 9.66 / 10.23 / 11.32, rsft 10.76 / 11.98 /
+# 13.29, dapo 10.73 / 11.90 / 13.24.
 # The tiny renderer is random (and frozen), far from identity, so the baseline these smoke runs must
 # beat with a margin is the untrained model they start from; the margins below are about 70% of the
 # measured ones. How far the untrained model is from what the renderer can reach depends on the
@@ -215,17 +219,19 @@ def test_dapo_runs_single_task_steps_with_bounded_rewards(runs: dict[str, dict[s
 def test_dapo_keeps_what_rsft_learned_on_held_out_data(
     runs: dict[str, dict[str, Any]], heldout: Path, untrained_heldout: dict[str, dict[str, float]]
 ) -> None:
-    """30 DAPO steps do not improve held-out metrics much over their RSFT init (PSNR param 12.73 →
-    12.74, style 13.28 → 13.22 dB); what they must keep is RSFT's lead over the untrained model:
-    measured CE 6.972 → 5.023, L1 0.2614 → 0.2296 and PSNR +2.31 dB (param), +1.54 dB (style)."""
+    """30 DAPO steps do not improve held-out metrics over their RSFT init (PSNR param 11.98 → 11.90,
+    style 13.29 → 13.24 dB); what they must keep is RSFT's lead over the untrained model, measured
+    (after the quality gates and the template wording changed the data): CE 6.965 → 4.550 (RSFT
+    3.821), L1 0.2627 → 0.2359 and PSNR +1.67 dB (param), +1.92 dB (style). At the former DAPO lr of
+    1e-3 the same 30 steps undid it (CE 6.79, param +0.44 dB): this test caught that."""
     got = _heldout_losses(load_model(runs["dapo"]["model"]), heldout, None)
-    assert got["ce"] <= untrained_heldout["all"]["ce"] - 1.35, got
-    assert got["l1"] <= untrained_heldout["all"]["l1"] - 0.022, got
+    assert got["ce"] <= untrained_heldout["all"]["ce"] - 1.7, got
+    assert got["l1"] <= untrained_heldout["all"]["l1"] - 0.019, got
     base = evaluate(_untrained(), [heldout], tasks=["param", "style"], max_samples=4)["tasks"]
     rep = evaluate(runs["dapo"]["model"], [heldout], tasks=["param", "style"], max_samples=4)["tasks"]
-    # measured: param 10.43 → 12.74, style 11.68 → 13.22 dB
-    assert rep["param"]["psnr"] >= base["param"]["psnr"] + 1.6, (rep, base)
-    assert rep["style"]["psnr"] >= base["style"]["psnr"] + 1.05, (rep, base)
+    # measured: param 10.23 → 11.90, style 11.32 → 13.24 dB
+    assert rep["param"]["psnr"] >= base["param"]["psnr"] + 1.17, (rep, base)
+    assert rep["style"]["psnr"] >= base["style"]["psnr"] + 1.35, (rep, base)
 
 
 def test_metrics_csv_and_safetensors_only(runs: dict[str, dict[str, Any]]) -> None:
@@ -284,9 +290,9 @@ def test_evaluate_reports_per_task_metrics(runs: dict[str, dict[str, Any]], held
             m
         )
         assert 0.0 <= m["hist_luminance"] <= 1.0
-        # measured against the untrained model: auto 9.91 → 11.13, param 10.43 → 12.73, style
-        # 11.68 → 13.28 dB; bars about 70% of each gain
-        gain = {"auto": 0.85, "param": 1.6, "style": 1.1}[t]
+        # measured against the untrained model: auto 9.66 → 10.76, param 10.23 → 11.98, style
+        # 11.32 → 13.29 dB; bars about 70% of each gain
+        gain = {"auto": 0.75, "param": 1.2, "style": 1.35}[t]
         assert m["psnr"] >= base["tasks"][t]["psnr"] + gain, (t, m["psnr"], base["tasks"][t]["psnr"])
     assert ("lpips" in rep["all"]) == rep["lpips_available"]
 

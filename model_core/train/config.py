@@ -149,7 +149,7 @@ TINY: dict[str, Any] = {
         "log_every": 1,
     },
     "dapo": {
-        "lr": 1e-3,
+        "lr": 3e-4,  # a third of RSFT's: at 1e-3, 30 steps undid RSFT's held-out gains (CE 3.82 → 6.79)
         "warmup_steps": 0,
         "max_steps": 30,
         "min_lr_frac": 1.0,
