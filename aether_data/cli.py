@@ -294,6 +294,10 @@ def bench(
         str | None, typer.Option("--workdir", help="scratch directory (default: temp)")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="root seed of the measured builds")] = 0,
+    no_gates: Annotated[
+        bool,
+        typer.Option("--no-gates", help="turn the quality gates off (the pipeline's cost without them)"),
+    ] = False,
 ) -> None:
     """Measure throughput vs a transcode baseline, 1→2 worker scaling and memory, in one run."""
     from aether_data.bench import bench_command
@@ -312,6 +316,7 @@ def bench(
             workdir=workdir,
             seed=seed,
             log=lambda msg: err.print(str(msg)),
+            gates=not no_gates,
         )
     )
 

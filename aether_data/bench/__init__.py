@@ -215,6 +215,7 @@ def bench_command(
     workdir: str | None = None,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    gates: bool = True,
 ) -> int:
     """The `aether bench` command: run, print the markdown table, write JSON/markdown; exit code."""
     small, large = (int(x) for x in memory_samples.split(","))
@@ -228,6 +229,7 @@ def bench_command(
         memory=not skip_memory,
         workdir=workdir,
         seed=seed,
+        gates=gates,
     )
     result = run_bench(cfg, log=log)
     table = render_markdown(result)

@@ -27,6 +27,7 @@ class BenchConfig:
     memory_image_size: int = 64
     memory_samples_per_shard: int = 100
     seed: int = 0
+    gates: bool = True  # the quality gates of the default specs (off: the pre-gate pipeline's cost)
     scaling: bool = True
     memory: bool = True
     workdir: str | None = None

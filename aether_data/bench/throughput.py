@@ -98,6 +98,7 @@ def _spec(
         "seed": cfg.seed,
         "sources": {"path": sources},
         "image": {"size": size},
+        **({} if cfg.gates else {"quality": {"enabled": False}}),
         **(extra or {}),
     }
     return load_spec(None, workflow, overrides)
