@@ -6,14 +6,8 @@ must read a different part of it. The pipeline per task (param / style / auto) i
     shard list ─► epoch permutation (seed, epoch) ─► this rank's / worker's part ─► tar reader
     (webdataset) ─► shuffle buffer (compressed bytes, bounded) ─► decode + prompt + tokenize
 
-- **Splitting.** In epoch e every worker of every rank sees the same permutation of the shard list;
-  global worker g = rank · workers + worker takes shards g, g + W, … (W = world · workers), so the
-  parts are disjoint and cover the epoch. With fewer shards than W, every worker reads every shard
-  and keeps samples g, g + W, … instead (still disjoint, costs I/O; only for tiny datasets).
-- **Resampling.** The stream never ends: epoch e + 1 starts with a new permutation, so `max_steps`
-  alone bounds training and no rank runs dry before another (which would hang DDP).
-- **Memory.** Only the shuffle buffer's samples (still JPEG bytes) are held; decoding happens as a
-  sample leaves the buffer. `ShardStream.stats` records the high-water mark (tested).
+- **Splitting, resampling, memory**: `model_core.shard_stream` (disjoint parts per rank and
+  worker, a never-ending stream of epoch permutations, a bounded buffer of still-encoded samples).
 - **Prompts.** Official qwen_2 chat turns: system, user (``<image>`` placeholder expanded to the
   vision tower's token count, then the task prompt; the *param* prompt carries no image: the
   parameters alone determine the edit), assistant = the tagged completion + ``<|im_end|>``. Labels
