@@ -160,7 +160,9 @@ def retouch_command(
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
 ) -> None:
     """Retouch a photo with a trained model or the official release folder, or copy a reference
-    pair's edit (--ref-after)."""
+    pair's edit (--ref-after).
+
+    Long only by its option declarations (typer reads them from the signature)."""
     from aether_data.io.atomic import atomic_write_bytes
     from aether_data.io.errors import SourceError
     from aether_data.io.imaging import OUTPUT_FORMATS, encode_for_suffix, encode_jpeg, encode_png, load_image

@@ -109,7 +109,10 @@ class ShardContext:
         """Build one shard completely and commit it atomically; bad samples are skipped, counted.
 
         ``on_sample(n)`` (progress only; it must not touch the output) hears after each sample is
-        rendered or skipped how many of the shard's samples are done so far."""
+        rendered or skipped how many of the shard's samples are done so far.
+
+        Kept whole: the order render → complete → annotate → write tar → commit index is the
+        shard's crash-safety argument, easier to check in one place than across helpers."""
         tar_path = self.out_dir / "shards" / f"{task.name}.tar"
         index_path = self.out_dir / "index" / f"{task.name}.parquet"
         rows: list[dict[str, Any]] = []

@@ -312,6 +312,9 @@ def audit(out_dir: str | os.PathLike[str], deep: bool = False) -> AuditReport:
     Unlisted or symlinked tars are problems (trainers read every ``shards/*.tar``); stray ``.tmp-``
     files are warnings.
     ``out_dir`` may be a URI (``s3://bucket/run``): each shard is then downloaded once to a temp file.
+
+    Kept whole: it is the audit's checklist read top to bottom (manifest, shard list, each shard,
+    completeness, totals); every check with any logic is a helper already.
     """
     out_dir = storage.as_path(out_dir)
     problems: list[Problem] = []

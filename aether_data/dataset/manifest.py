@@ -81,6 +81,8 @@ def build_manifest(
     Contains no wall-clock time: same config + seed gives a byte-identical ``manifest.json``.
     Raises ValueError on a duplicate shard name or sample key, or a tar whose size disagrees with
     its index (cheap checks; :func:`audit` does the full verification).
+    Kept whole: one pass over the indexes that both counts and cross-checks them; split, the
+    checks would need the same per-shard state threaded through several functions.
     """
     out_dir = storage.as_path(out_dir)
     names = sorted(shards)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from aether_data.io.atomic import atomic_write_text
 
 METRICS = "metrics.csv"
 SFT_COLUMNS = ("step", "loss", "ce", "l1", "lr", "grad_norm", "tokens", "elapsed_s")
@@ -27,8 +30,9 @@ class CsvLog:
                 self.columns = next(csv.reader(fh), list(columns))
         else:
             self.columns = list(columns)
-            with path.open("w", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerow(self.columns)
+            header = io.StringIO(newline="")
+            csv.writer(header).writerow(self.columns)
+            atomic_write_text(path, header.getvalue())  # then rows are appended (a resumed run too)
 
     def write(self, row: Mapping[str, Any]) -> None:
         with self.path.open("a", newline="", encoding="utf-8") as fh:
