@@ -23,3 +23,13 @@ def package_root() -> Path:
 def data_path(*parts: str) -> Path:
     """A file or folder under the package's ``data/`` (``data_path("pipelines", "auto.yaml")``)."""
     return package_root().joinpath("data", *parts)
+
+
+def display_uri(uri: str) -> str:
+    """Bundled photos as ``aether://`` URIs, so records, indexes and manifests neither leak local
+    paths nor depend on where the checkout lives; other URIs unchanged."""
+    try:
+        rel = Path(uri).resolve().relative_to(package_root().resolve())
+        return f"aether://{rel.as_posix()}"
+    except ValueError:
+        return uri

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import fastjsonschema
@@ -15,14 +14,13 @@ from aether_data.config import PipelineSpec
 from aether_data.contract import TASK_TOKENS
 from aether_data.dataset.schemas import load_schema
 from aether_data.io.canonical import json_bytes
-from aether_data.resources import package_root
+from aether_data.resources import display_uri
 
 __all__ = [
     "EXPERT_REF_EMPTY",
     "PRESET_RECORD_FIELDS",
     "RecordMaker",
     "RecordSchemaError",
-    "display_uri",
     "preset_record",
 ]
 
@@ -131,15 +129,6 @@ def encode_labels(labels: Any) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(labels, dtype=np.uint8), "L").save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
-
-
-def display_uri(uri: str) -> str:
-    """Bundled photos are recorded relative to the package so manifests do not leak local paths."""
-    try:
-        rel = Path(uri).resolve().relative_to(package_root().resolve())
-        return f"aether://{rel.as_posix()}"
-    except ValueError:
-        return uri
 
 
 class RecordMaker:

@@ -34,6 +34,7 @@ from aether_data.io.imaging import (
 )
 from aether_data.io.sources import FetchSettings, bundled_license, read_source_bytes
 from aether_data.quality import QualityRejected, failed_gate, measure_pair, redraw_seed
+from aether_data.resources import display_uri
 from aether_data.sampling import rng_for
 from aether_data.scoring import heuristic_score
 from aether_data.workflows import Pair, PlanRow, Workflow
@@ -156,7 +157,8 @@ class SampleRenderer:
         if self.alternate is None:
             raise first
         tried = {row.source_uri}
-        failed = [{"source": row.source_uri, "reason": first.reason, "key": row.key}]
+        # bundled photos as aether:// URIs, as in records: index bytes must not depend on the checkout
+        failed = [{"source": display_uri(row.source_uri), "reason": first.reason, "key": row.key}]
         for attempt in range(1, self.spec.sources.replacements + 1):
             alt = self.alternate(row, attempt)
             if alt.source_uri in tried:
@@ -165,7 +167,7 @@ class SampleRenderer:
             try:
                 pending = self._render(alt)
             except SourceError as exc:
-                failed.append({"source": alt.source_uri, "reason": exc.reason, "key": row.key})
+                failed.append({"source": display_uri(alt.source_uri), "reason": exc.reason, "key": row.key})
                 continue
             if pending.quality is not None:
                 pending.quality["replaced"] = attempt
