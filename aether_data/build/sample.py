@@ -38,7 +38,7 @@ from aether_data.resources import display_uri
 from aether_data.sampling import rng_for
 from aether_data.scoring import heuristic_score
 from aether_data.workflows import Pair, PlanRow, Workflow
-from aether_data.workflows.base import augment_box, image_stats
+from aether_data.workflows.base import INPUT_STATS, augment_box, image_stats
 
 __all__ = ["LoadedSource", "PendingSample", "SampleRenderer", "SourceCache"]
 
@@ -200,7 +200,7 @@ class SampleRenderer:
         target_bytes = base if pair.target is image else self.encode(pair.target)
         clock.mark("encode")
         pair_input = img_u8 if pair.input is image else pair.input
-        stats = image_stats(pair_input)
+        stats = pair.extra.get(INPUT_STATS) or image_stats(pair_input)  # style computed them already
         clock.mark("scoring")
         return PendingSample(
             row=row,

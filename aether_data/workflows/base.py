@@ -41,6 +41,10 @@ class PlanRow:
         }
 
 
+INPUT_STATS = "input_stats"
+"""`Pair.extra` key: `image_stats` of the pair's input when the workflow already computed them."""
+
+
 @dataclass
 class Pair:
     """A synthesised (input, target) pair plus what is known about how it was made.

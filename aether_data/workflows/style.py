@@ -32,7 +32,7 @@ from aether_data.presets.measure import probe_colours
 from aether_data.presets.taxonomy import load_taxonomy
 from aether_data.presets.wording import style_instructions, style_plans
 from aether_data.quality import TEXTURE_KEYS
-from aether_data.workflows.base import OneStepWorkflow, Pair, PlanRow, image_stats
+from aether_data.workflows.base import INPUT_STATS, OneStepWorkflow, Pair, PlanRow, image_stats
 
 LUT_CACHE_SIZE = 256
 
@@ -237,6 +237,7 @@ class StyleWorkflow(OneStepWorkflow):
                 "grain_seed": grain_seed,
                 # clarity, texture, grain, dehaze mean to change local structure (quality gates)
                 "texture_edit": any(settings.num(k) != 0 for k in TEXTURE_KEYS if k in settings),
+                INPUT_STATS: content,  # the input's statistics: the build reuses them (not recomputed)
             },
         )
 
