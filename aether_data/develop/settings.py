@@ -53,6 +53,18 @@ class KeySpec:
         return self.kind in ("float", "int") and self.minimum < 0
 
 
+CALIBRATION_KEYS = (
+    "RedHue",
+    "RedSaturation",
+    "GreenHue",
+    "GreenSaturation",
+    "BlueHue",
+    "BlueSaturation",
+    "ShadowTint",
+)
+"""Lightroom's camera-calibration sliders (primaries' hue and saturation, shadow tint)."""
+
+
 def _build_keys() -> dict[str, KeySpec]:
     keys: dict[str, KeySpec] = {}
 
@@ -83,10 +95,8 @@ def _build_keys() -> dict[str, KeySpec]:
     add("ConvertToGrayscale", "bool", default=False)
     for band in P.HSL_BANDS:
         add(f"GrayMixer{band}", "float", -100.0, 100.0)
-    for prim in ("Red", "Green", "Blue"):
-        add(f"{prim}Hue", "float", -100.0, 100.0)
-        add(f"{prim}Saturation", "float", -100.0, 100.0)
-    add("ShadowTint", "float", -100.0, 100.0)
+    for key in CALIBRATION_KEYS:
+        add(key, "float", -100.0, 100.0)
     for name in ("Texture", "Clarity2012", "Dehaze"):
         add(name, "float", -100.0, 100.0)
     add("PostCropVignetteAmount", "float", -100.0, 100.0)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from aether_data import params as P
-from aether_data.develop.settings import PresetSettings, coerce_settings
+from aether_data.develop.settings import CALIBRATION_KEYS, PresetSettings, coerce_settings
 from aether_data.presets.describe import Effect, effects, join_phrases
 from aether_data.presets.measure import colour_word
 
@@ -198,18 +198,7 @@ def _global_plan(s: PresetSettings) -> list[str]:
         c = s.curve(f"ToneCurvePV2012{ch}")
         if c is not None:
             out.append(f"bend the {ch.lower()} channel curve ({c[0][1]} at black, {c[-1][1]} at white)")
-    calib = [
-        (k, s.num(k))
-        for k in (
-            "RedHue",
-            "RedSaturation",
-            "GreenHue",
-            "GreenSaturation",
-            "BlueHue",
-            "BlueSaturation",
-            "ShadowTint",
-        )
-    ]
+    calib = [(k, s.num(k)) for k in CALIBRATION_KEYS]
     if any(abs(v) >= 3 for _, v in calib):
         out.append(
             "calibrate the primaries (" + ", ".join(f"{k} {_fmt(v)}" for k, v in calib if abs(v) >= 3) + ")"

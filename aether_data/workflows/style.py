@@ -23,7 +23,7 @@ from aether_data.develop.preset_ops import (
     pointwise_preset,
     render_preset,
 )
-from aether_data.develop.settings import KEYS, PresetSettings
+from aether_data.develop.settings import CALIBRATION_KEYS, KEYS, PresetSettings
 from aether_data.presets.describe import effects
 from aether_data.presets.grounding import grounded_effects, names_unknown_content
 from aether_data.presets.library import Library, Preset, load_library
@@ -53,13 +53,7 @@ _GLOBAL_EXTRA = (
     "ToneCurvePV2012Red",
     "ToneCurvePV2012Green",
     "ToneCurvePV2012Blue",
-    "RedHue",
-    "RedSaturation",
-    "GreenHue",
-    "GreenSaturation",
-    "BlueHue",
-    "BlueSaturation",
-    "ShadowTint",
+    *CALIBRATION_KEYS,
 )
 
 
