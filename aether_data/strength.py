@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from aether_data.color_difference import mean_ciede2000
 from aether_data.io.imaging import as_float01, box_shrink
-from aether_data.quality import THUMB_SHORT, ciede2000, lab_thumb
+from aether_data.quality import THUMB_SHORT, lab_thumb
 
 __all__ = [
     "MEASURES",
@@ -68,7 +69,7 @@ def edit_strengths(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
         a, b = a[:h, :w], b[:h, :w]
     la, lb = a @ _LUMA, b @ _LUMA
     return {
-        "delta_e": float(ciede2000(lab_thumb(a), lab_thumb(b)).mean()),
+        "delta_e": mean_ciede2000(lab_thumb(a), lab_thumb(b)),
         "d_luma": float(lb.mean() - la.mean()),
         "d_contrast": float(lb.std() - la.std()),
         "d_saturation": _sat(b) - _sat(a),
@@ -155,7 +156,7 @@ def scale_to_delta_e(
     base = lab_thumb(as_float01(thumb))
 
     def de(s: float) -> float:
-        return float(ciede2000(base, lab_thumb(as_float01(render(s)))).mean())
+        return mean_ciede2000(base, lab_thumb(as_float01(render(s))))
 
     lo, hi = 0.0, 1.0
     d_hi = de(hi)

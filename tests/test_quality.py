@@ -38,6 +38,67 @@ def test_ciede2000_matches_the_reference_values() -> None:
     assert np.allclose(ciede2000(lab2, lab1), want, atol=1e-4)  # symmetric
 
 
+def test_compiled_mean_ciede2000_equals_the_reference() -> None:
+    """The gates' compiled mean is the vectorised formula's mean: on Sharma's pairs and on the Lab
+    thumbnails of real edits (hue wrap-around, greys with zero chroma, clipped pixels)."""
+    import cv2
+
+    from aether_data.color_difference import mean_ciede2000
+    from aether_data.quality import lab_thumb
+
+    for lab1, lab2, want in SHARMA:
+        assert mean_ciede2000(np.array([lab1]), np.array([lab2])) == pytest.approx(want, abs=1e-4)
+    img = _photo().astype(np.float32) / 255
+    grey = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + 170) % 360  # hue rotated past the wrap
+    rotated = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    for edited in (img, grey, rotated, np.clip(img * 1.8, 0, 1), np.zeros_like(img)):
+        a, b = lab_thumb(img), lab_thumb(np.ascontiguousarray(edited))
+        assert mean_ciede2000(a, b) == pytest.approx(float(ciede2000(a, b).mean()), rel=1e-9, abs=1e-9)
+
+
+def test_pair_measurer_reused_across_redraws_equals_measure_pair() -> None:
+    from aether_data.quality import PairMeasurer
+
+    img = _photo()
+    measurer = PairMeasurer(img)
+    for delta in (0, 7, 40):
+        edited = np.clip(img.astype(np.int16) + delta, 0, 255).astype(np.uint8)
+        assert measurer.measure(edited) == measure_pair(img, edited)
+        assert measurer.rgb_diff(edited) == measure_pair(img, edited)["rgb_diff"]
+    assert measurer.measure(img[:-3, :-5]) == measure_pair(img, img[:-3, :-5])  # a pixel-off pair
+
+
+@pytest.mark.parametrize("workflow", ["param"])
+def test_a_previewing_workflow_draws_the_same_edit_at_thumbnail_size(workflow) -> None:
+    """What ``previews`` promises: a draft on the gates' thumbnail with a copy of the random stream
+    makes the same choices as the full-size draft, and its gate measures predict the full ones."""
+    import copy
+
+    from aether_data.config import load_spec
+    from aether_data.io.imaging import box_shrink
+    from aether_data.quality import THUMB_SHORT, PairMeasurer
+    from aether_data.sampling import rng_for
+    from aether_data.workflows import PlanRow, make_workflow
+
+    spec = load_spec(None, workflow, {})
+    wf = make_workflow(workflow, spec)
+    assert wf.previews
+    img = _photo()
+    thumb = box_shrink(img, min(img.shape[:2]) // THUMB_SHORT)
+    measurer = PairMeasurer(img)
+    errors = []
+    for i in range(12):
+        row = PlanRow(i, f"k{i}", workflow, "s", 1000 + i, 0, "x")
+        rng = rng_for(row.seed)
+        small = wf.draft(row, thumb, copy.deepcopy(rng))
+        full = wf.draft(row, img, rng)
+        assert small.params == full.params and small.protocol == full.protocol
+        errors.append(abs(measurer.measure(small.target)["delta_e"] - measurer.measure(full.target)["delta_e"]))
+    assert max(errors) < 0.5, errors  # ΔE units: the floor is 1.5
+
+
 def _photo() -> np.ndarray:
     from aether_data.io.imaging import load_image
     from aether_data.io.sources import bundled_photos

@@ -7,6 +7,7 @@ them, and a workflow's batch step (``complete``) runs once per shard.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from aether_data.config import PipelineSpec
 from aether_data.io.errors import SourceError
 from aether_data.io.imaging import (
     as_float01,
+    box_shrink,
     decode_image_u8,
     encode_jpeg,
     encode_png,
@@ -33,7 +35,7 @@ from aether_data.io.imaging import (
     resize_image,
 )
 from aether_data.io.sources import FetchSettings, bundled_license, read_source_bytes
-from aether_data.quality import QualityRejected, failed_gate, measure_pair, redraw_seed
+from aether_data.quality import THUMB_SHORT, PairMeasurer, QualityRejected, failed_gate, redraw_seed
 from aether_data.resources import display_uri
 from aether_data.sampling import rng_for
 from aether_data.scoring import heuristic_score
@@ -224,47 +226,108 @@ class SampleRenderer:
     ) -> tuple[Pair, dict[str, float], dict[str, Any] | None]:
         """The workflow's draft, its aesthetic scores and its quality measures, redrawn while it
         fails a gate: redraw k draws from ``redraw_seed(seed, k)`` (same crop), so the choice is a
-        function of the sample alone. Raises `QualityRejected` after ``max_redraws`` redraws."""
-        clock, qspec = self.clock, self.spec.quality
-        gates = qspec.gates(row.workflow)
+        function of the sample alone. Raises `QualityRejected` after ``max_redraws`` redraws.
+
+        The photo's half of every measure and score is computed once for all redraws. A workflow
+        that ``previews`` drafts each draw on the gates' thumbnail first (same random stream) and
+        renders at full size only a draw whose preview passes; the full-size measures decide.
+        """
+        qspec = self.spec.quality
+        measurer = PairMeasurer(img_u8) if qspec.enabled else None
+        thumb = self._preview_image(workflow, image, img_u8) if measurer is not None else None
+        scored: dict[int, float] = {}  # aesthetic score of the unchanged photo, computed once
+
+        def score(img: np.ndarray) -> float:
+            if img is img_u8:
+                if id(img) not in scored:
+                    scored[id(img)] = heuristic_score(img)
+                return scored[id(img)]
+            return heuristic_score(img)
+
         redraws = 0
+        measures: dict[str, float] = {}
         while True:
-            pair = workflow.draft(row, image, rng)
-            self.counts["drafts"] += 1
-            clock.mark("synthesis")
-            # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
-            pair_input = img_u8 if pair.input is image else pair.input
-            pair_target = img_u8 if pair.target is image else pair.target
-            scores = {
-                "aesthetic_input": heuristic_score(pair_input),
-                "aesthetic_target": heuristic_score(pair_target),
-            }
-            clock.mark("scoring")
-            if not qspec.enabled:
-                return pair, scores, None
-            auto = row.workflow == "auto"  # the target is the untouched photo, the input the edit
-            original, edited = (pair_target, pair_input) if auto else (pair_input, pair_target)
-            measures = measure_pair(original, edited)
-            texture = bool(pair.extra.get("texture_edit", False))
-            gate = failed_gate(
-                measures,
-                min_delta_e=gates.delta_e_floor(pair.protocol),
-                min_rgb_diff=gates.min_rgb_diff,
-                min_grad_corr=gates.min_grad_corr,
-                max_new_clipped=gates.max_new_clipped,
-                texture=texture,
-                scores=scores,
-                target_not_worse=gates.target_not_worse,
-            )
-            clock.mark("quality")
+            gate: str | None = None
+            if thumb is not None and measurer is not None:
+                gate = self._preview_gate(row, workflow, thumb, rng, measurer)
             if gate is None:
-                return pair, scores, {**measures, "texture_edit": texture, "redraws": redraws, "replaced": 0}
+                pair = workflow.draft(row, image, rng)
+                self.counts["drafts"] += 1
+                self.clock.mark("synthesis")
+                # the 8-bit copy where it is the same picture: the scorers shrink it in 8 bits (cheaper)
+                pair_input = img_u8 if pair.input is image else pair.input
+                pair_target = img_u8 if pair.target is image else pair.target
+                scores = {"aesthetic_input": score(pair_input), "aesthetic_target": score(pair_target)}
+                self.clock.mark("scoring")
+                if measurer is None:
+                    return pair, scores, None
+                auto = row.workflow == "auto"  # the target is the untouched photo, the input the edit
+                original, edited = (pair_target, pair_input) if auto else (pair_input, pair_target)
+                measures = (measurer if original is img_u8 else PairMeasurer(original)).measure(edited)
+                texture = bool(pair.extra.get("texture_edit", False))
+                gate = self._gate(row, pair, measures, scores)
+                self.clock.mark("quality")
+                if gate is None:
+                    return (
+                        pair,
+                        scores,
+                        {**measures, "texture_edit": texture, "redraws": redraws, "replaced": 0},
+                    )
             if redraws >= qspec.max_redraws:
                 self.counts["rejected"] += 1
-                raise QualityRejected(gate, row.source_uri, f"{redraws} redraws: {measures}")
+                raise QualityRejected(gate or "visible", row.source_uri, f"{redraws} redraws: {measures}")
             redraws += 1
             self.counts["redraws"] += 1
             rng = rng_for(redraw_seed(row.seed, redraws))
+
+    def _gate(
+        self, row: PlanRow, pair: Pair, measures: dict[str, float], scores: dict[str, float] | None
+    ) -> str | None:
+        gates = self.spec.quality.gates(row.workflow)
+        return failed_gate(
+            measures,
+            min_delta_e=gates.delta_e_floor(pair.protocol),
+            min_rgb_diff=gates.min_rgb_diff,
+            min_grad_corr=gates.min_grad_corr,
+            max_new_clipped=gates.max_new_clipped,
+            texture=bool(pair.extra.get("texture_edit", False)),
+            scores=scores,
+            target_not_worse=gates.target_not_worse,
+        )
+
+    @staticmethod
+    def _preview_image(workflow: Workflow, image: np.ndarray, img_u8: np.ndarray) -> np.ndarray | None:
+        """The gates' thumbnail of the photo, as the workflow takes it; None when the workflow does
+        not preview or the photo is already that small (a preview would cost a full draft)."""
+        factor = min(img_u8.shape[:2]) // THUMB_SHORT
+        if not workflow.previews or factor < 2:
+            return None
+        small = box_shrink(img_u8, factor)
+        return small if workflow.takes_uint8 else as_float01(small)
+
+    def _preview_gate(
+        self,
+        row: PlanRow,
+        workflow: Workflow,
+        thumb: np.ndarray,
+        rng: np.random.Generator,
+        measurer: PairMeasurer,
+    ) -> str | None:
+        """The gate a draw fails on the thumbnail (aesthetic excepted: its scorer needs the full
+        size), drawn from a copy of ``rng`` so the full-size draft makes the same choices."""
+        pair = workflow.draft(row, thumb, copy.deepcopy(rng))
+        self.counts["drafts"] += 1
+        self.clock.mark("synthesis")
+        auto = row.workflow == "auto"
+        original, edited = (pair.target, pair.input) if auto else (pair.input, pair.target)
+        # the measurer's photo half is this thumbnail's: the gates measure at this very size
+        m = measurer if original is thumb else PairMeasurer(original)
+        if m.rgb_diff(edited) < self.spec.quality.gates(row.workflow).min_rgb_diff:
+            gate: str | None = "visible"  # most failed draws: no need for the costlier measures
+        else:
+            gate = self._gate(row, pair, m.measure(edited), None)
+        self.clock.mark("quality")
+        return gate
 
     def complete(
         self, pending: list[PendingSample], skip: Callable[[PlanRow, Exception], None]

@@ -23,6 +23,7 @@ from aether_data.build.faults import FaultPlan
 from aether_data.build.record import RecordMaker
 from aether_data.build.sample import PendingSample, SampleRenderer
 from aether_data.build.tuning import keep_freed_memory
+from aether_data.color_difference import warm_up as warm_up_delta_e
 from aether_data.config import PipelineSpec
 from aether_data.dataset.index import write_index
 from aether_data.dataset.tar import TarWriter
@@ -77,6 +78,7 @@ class ShardContext:
         self.records = RecordMaker(spec)
         self.fingerprint: tuple[str, dict[str, Any]] | None = None  # set by the driver's executor
         warm_up_kernels()  # compiled LUT / pixel kernels loaded before the first sample, not during it
+        warm_up_delta_e()  # and the gates' compiled CIEDE2000
         keep_freed_memory()  # reuse freed image buffers instead of page-faulting fresh ones
 
     def submit_annotation(self, p: PendingSample) -> None:

@@ -69,6 +69,11 @@ class Workflow(Protocol):
     ``image`` is float32 in [0, 1], or the decoded uint8 pixels themselves when ``takes_uint8`` is
     True (a workflow that only runs 8-bit passes saves the float conversion).
 
+    ``previews``: the build may call ``draft`` on the quality gates' thumbnail (short edge 128–255
+    px) with a copy of the random stream, and gate that preview before drafting at full size. A
+    workflow sets it when its draws do not depend on the image's size (the same parameters come out)
+    and its edit at thumbnail size predicts the full-size one (per-pixel edits: a LUT pass).
+
     A shard calls ``draft`` for each of its samples, then ``complete`` once on all of them: a
     workflow with a step that is cheaper in a batch (the auto workflow's parameter fit) does it
     there. ``synthesize`` is the two in one, for a single sample (tools, tests).
@@ -76,6 +81,7 @@ class Workflow(Protocol):
 
     name: str
     takes_uint8: bool
+    previews: bool
 
     def draft(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair: ...
 
@@ -89,6 +95,7 @@ class OneStepWorkflow:
 
     name: str
     takes_uint8: bool = False
+    previews: bool = False
 
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
         raise NotImplementedError

@@ -19,6 +19,7 @@ class ParamWorkflow(OneStepWorkflow):
 
     name = "param"
     takes_uint8 = True  # the target is one 8-bit LUT pass: no float copy of the input needed
+    previews = True  # per-pixel edit, draws independent of size: a redraw costs a thumbnail render
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
