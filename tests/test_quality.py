@@ -95,7 +95,9 @@ def test_a_previewing_workflow_draws_the_same_edit_at_thumbnail_size(workflow) -
         small = wf.draft(row, thumb, copy.deepcopy(rng))
         full = wf.draft(row, img, rng)
         assert small.params == full.params and small.protocol == full.protocol
-        errors.append(abs(measurer.measure(small.target)["delta_e"] - measurer.measure(full.target)["delta_e"]))
+        errors.append(
+            abs(measurer.measure(small.target)["delta_e"] - measurer.measure(full.target)["delta_e"])
+        )
     assert max(errors) < 0.5, errors  # ΔE units: the floor is 1.5
 
 
