@@ -5,6 +5,12 @@ every shard, index, plan.parquet and manifest.json of three small builds are rec
 `tests/data/golden.json` (plan.parquet by its rows, the checkout's path made relative); any change to record content, image encoding, plan layout or manifest
 shows up here. When a change is *meant* to alter the bytes (a new record field, new prompts),
 regenerate with `python tests/test_golden.py --write` and say why in the commit.
+
+The bytes are a function of the code *and* of the numeric libraries (a new OpenCV, Pillow or numpy
+release may round one pixel or one measure differently, and a gate then picks another draw), so the
+file also records their versions. In an environment with other versions the comparison cannot tell
+a code change from a library change: the test is skipped with the differences named, and the
+determinism tests (same bytes on 1 or 2 workers, on resume) still run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,21 @@ import pytest
 GOLDEN = Path(__file__).parent / "data" / "golden.json"
 WORKFLOWS = ("param", "style", "auto")
 ARGS = ("--num-samples", "24", "--samples-per-shard", "8", "--image-size", "256", "--seed", "11")
+BYTE_LIBRARIES = ("numpy", "pillow", "opencv-python", "numba", "pyarrow", "torch", "scipy")
+"""Libraries whose numerics or encoders reach the bytes of a build."""
+
+
+def environment() -> dict[str, str]:
+    """Versions of `BYTE_LIBRARIES` here (absent ones as "none")."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in BYTE_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "none"
+    return out
 
 
 def build_hashes(root: Path, workflow: str, run) -> dict[str, str]:
@@ -59,7 +80,14 @@ def _digest(path: Path) -> str:
 def test_build_bytes_match_golden(workflow, ray_session, tmp_path):
     from conftest import run_cli
 
-    expected = json.loads(GOLDEN.read_text())[workflow]
+    golden = json.loads(GOLDEN.read_text())
+    recorded, here = golden.get("environment", {}), environment()
+    differs = {k: f"{recorded.get(k)} → {v}" for k, v in here.items() if recorded.get(k) != v}
+    if differs:
+        pytest.skip(
+            f"golden bytes were recorded with other library versions ({differs}): run `python tests/test_golden.py --write`"
+        )
+    expected = golden[workflow]
     got = build_hashes(tmp_path, workflow, run_cli)
     assert sorted(got) == sorted(expected), "the set of files written changed"
     changed = [name for name in expected if got[name] != expected[name]]
@@ -74,6 +102,7 @@ if __name__ == "__main__":  # python tests/test_golden.py --write
 
     assert sys.argv[1:] == ["--write"], "usage: python tests/test_golden.py --write"
     with tempfile.TemporaryDirectory() as tmp:
-        table = {w: build_hashes(Path(tmp), w, run_cli) for w in WORKFLOWS}
+        table: dict[str, dict[str, str]] = {w: build_hashes(Path(tmp), w, run_cli) for w in WORKFLOWS}
+    table["environment"] = environment()
     GOLDEN.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN}")
