@@ -20,7 +20,14 @@ from aether_data.develop.settings import PresetSettings, coerce_settings
 from aether_data.io.imaging import box_shrink
 
 from .color import LUMA_WEIGHTS, linear_to_srgb, smoothstep, srgb_to_linear
-from .pixel_kernels import add_to_channels, detail_pass, grain_pass, haze_pass, vignette_pass
+from .pixel_kernels import (
+    add_to_channels,
+    detail_pass,
+    grain_pass,
+    haze_pass,
+    vignette_pass,
+    vignette_quarter,
+)
 
 CLARITY_RADIUS = 0.02
 CLARITY_GAIN = 0.9
@@ -263,6 +270,16 @@ def sharpen(image: np.ndarray, amount: float, radius: float, detail: float, mask
     return _add_luma(image, gain * high)
 
 
+def _mirrored(x: np.ndarray) -> np.ndarray:
+    """``x`` with its second half replaced by the negated mirror of its first (|x| exactly
+    symmetric, so the vignette mask is and `pixel_kernels.vignette_quarter` can compute it once
+    per quarter; the values move by at most a float32 rounding step)."""
+    half = x.size // 2
+    out = x.copy()
+    out[x.size - half :] = -x[:half][::-1]
+    return out
+
+
 def _vignette_geometry(
     h: int, w: int, midpoint: float, feather: float, roundness: float
 ) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
@@ -274,8 +291,8 @@ def _vignette_geometry(
     rectangle (super-ellipse exponent p = 2 → 6). Midpoint 0..1 moves the onset outwards, feather
     0..1 widens the transition.
     """
-    u = (np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0
-    v = (np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0
+    u = _mirrored((np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0)
+    v = _mirrored((np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0)
     if roundness > 0:  # towards a circle: measure both axes in short-side units
         u = u * (1.0 + roundness * (w / min(h, w) - 1.0))
         v = v * (1.0 + roundness * (h / min(h, w) - 1.0))
@@ -299,8 +316,9 @@ def vignette(image: np.ndarray, s: PresetSettings) -> np.ndarray:
 
     Style 1 is an exposure change in linear light (bright areas protected by the highlight
     contrast when darkening); style 2 scales the luma and keeps each pixel's chroma offsets (less
-    hue / saturation shift); style 3 blends towards black or white. One compiled pass
-    (`pixel_kernels.vignette_pass`) computes the mask and applies the style per pixel.
+    hue / saturation shift); style 3 blends towards black or white. The mask and its gains are
+    computed once per quarter of the frame (`pixel_kernels.vignette_quarter`: the geometry is
+    mirror-symmetric), then one compiled pass (`pixel_kernels.vignette_pass`) applies the style.
     """
     amount = s.num("PostCropVignetteAmount") / 100.0
     if amount == 0:
@@ -313,17 +331,18 @@ def vignette(image: np.ndarray, s: PresetSettings) -> np.ndarray:
         s.num("PostCropVignetteFeather") / 100.0,
         s.num("PostCropVignetteRoundness") / 100.0,
     )
+    style = int(s.value("PostCropVignetteStyle"))
+    quarter = np.empty((3, (h + 1) // 2, (w + 1) // 2), np.float32)
+    vignette_quarter(
+        big_u, big_v, power, corner, centre, width, VIGNETTE_STOPS * amount, 0.8 if style == 2 else 1.0,
+        _EXP2, EXP2_RANGE, quarter,
+    )  # fmt: skip
     pixels, out = _pixels_and_out(image)
     vignette_pass(
         pixels,
         w,
-        big_u,
-        big_v,
-        power,
-        corner,
-        centre,
-        width,
-        int(s.value("PostCropVignetteStyle")),
+        quarter,
+        style,
         amount,
         VIGNETTE_STOPS,
         s.num("PostCropVignetteHighlightContrast") / 100.0,
