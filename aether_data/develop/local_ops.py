@@ -402,19 +402,36 @@ def _clip_if_changed(new: np.ndarray, old: np.ndarray) -> np.ndarray:
     return new if new is old else np.clip(new, 0.0, 1.0, out=new)
 
 
-def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any], seed: int = 0) -> np.ndarray:
+def apply_local(
+    image: np.ndarray, settings: PresetSettings | Mapping[str, Any], seed: int = 0, *, clip_last: bool = True
+) -> np.ndarray:
     """All spatial operations in order (dehaze, clarity, texture, sharpen, vignette, grain); clipped.
 
-    ``image`` is float32 in [0, 1] (the pointwise part's output)."""
+    ``image`` is float32 in [0, 1] (the pointwise part's output). Each operation's result is
+    clipped to [0, 1] before the next; ``clip_last=False`` leaves out the last active one's clip,
+    for a caller that quantises to 8 bits next (`io.imaging.quantise_u8` saturates to 0..255
+    itself: same bytes, one full-image pass less)."""
     s = coerce_settings(settings)
     out = np.asarray(image, dtype=np.float32)
     if not has_local(s):
         return out
-    out = _clip_if_changed(dehaze(out, s.num("Dehaze") / 100.0), out)
+    active = [
+        s.num("Dehaze") != 0,
+        s.num("Clarity2012") != 0 or s.num("Texture") != 0,
+        s.num("Sharpness") > 0,
+        s.num("PostCropVignetteAmount") != 0,
+        s.num("GrainAmount") > 0,
+    ]
+    last = max(i for i, on in enumerate(active) if on)
+
+    def clip(new: np.ndarray, old: np.ndarray, step: int) -> np.ndarray:
+        return new if step == last and not clip_last else _clip_if_changed(new, old)
+
+    out = clip(dehaze(out, s.num("Dehaze") / 100.0), out, 0)
     before = out
     out = local_contrast(out, s.num("Clarity2012") / 100.0, CLARITY_RADIUS, CLARITY_GAIN, 1e-2, True)
     out = local_contrast(out, s.num("Texture") / 100.0, TEXTURE_RADIUS, TEXTURE_GAIN, 4e-3, False)
-    out = _clip_if_changed(out, before)
+    out = clip(out, before, 1)
     sharpened = sharpen(
         out,
         s.num("Sharpness") / 150.0,
@@ -422,8 +439,8 @@ def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any],
         s.num("SharpenDetail") / 100.0,
         s.num("SharpenEdgeMasking") / 100.0,
     )
-    out = _clip_if_changed(sharpened, out)
-    out = _clip_if_changed(vignette(out, s), out)
+    out = clip(sharpened, out, 2)
+    out = clip(vignette(out, s), out, 3)
     grain_seed = int(seed) * 1_000_003 + int(s.value("GrainSeed"))
     grained = grain(
         out,
@@ -432,4 +449,4 @@ def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any],
         s.num("GrainFrequency") / 100.0,
         grain_seed,
     )
-    return _clip_if_changed(grained, out).astype(np.float32, copy=False)
+    return clip(grained, out, 4).astype(np.float32, copy=False)

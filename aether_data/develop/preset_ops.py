@@ -419,10 +419,9 @@ def render_preset(
         shape = np.shape(image)
         if len(shape) != 3 or shape[-1] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {shape}")
-        out8 = apply_lut8(image, lut, np.uint8)
         if not has_local(s) and not corrections:
-            return out8 if np.dtype(dtype) == np.uint8 else as_float01(out8)
-        out = as_float01(out8)
+            return apply_lut8(image, lut, dtype)
+        out = apply_lut8(image, lut)  # float32 levels q / 255 straight from the kernel
     else:
         arr = _check(image)
         if method == "direct":
@@ -435,8 +434,9 @@ def render_preset(
         from .corrections import apply_corrections
 
         out = apply_corrections(out, corrections)
-    out = apply_local(out, s, seed)
-    return to_u8(out) if np.dtype(dtype) == np.uint8 else out
+    if np.dtype(dtype) == np.uint8:  # to_u8 saturates: the last operation's clip is not needed
+        return to_u8(apply_local(out, s, seed, clip_last=False))
+    return apply_local(out, s, seed)
 
 
 __all__ = [
