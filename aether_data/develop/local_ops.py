@@ -237,15 +237,25 @@ def dehaze(image: np.ndarray, amount: float) -> np.ndarray:
     raw, atmos, s = _transmission(image, short)
     y = _luma(image)
     radius = max(2, round(0.04 * short))
-    # the transmission is already at 1/s: refine it with the fast guided filter on the full luma
-    refined = (
-        guided_filter(y, raw, radius, 1e-3, src_small=raw, shrink=s)
+    # the transmission is already at 1/s: refine it with the fast guided filter on the full luma;
+    # the compiled pass evaluates the filter's output clip(a·y + b, 0, 1) per pixel
+    a, b = (
+        guided_coefficients(y, raw, radius, 1e-3, src_small=raw, shrink=s)
         if s > 1
-        else guided_filter(y, raw, radius, 1e-3)
+        else guided_coefficients(y, raw, radius, 1e-3)
     )
-    trans = np.clip(refined, 0.0, 1.0).astype(np.float32, copy=False)
     pixels, out = _pixels_and_out(image)
-    haze_pass(pixels, trans.reshape(-1), atmos.astype(np.float32), amount, DEHAZE_T_MIN, DEHAZE_ADD, out)
+    haze_pass(
+        pixels,
+        _flat32(y),
+        _flat32(a),
+        _flat32(b),
+        atmos.astype(np.float32),
+        amount,
+        DEHAZE_T_MIN,
+        DEHAZE_ADD,
+        out,
+    )
     return out.reshape(image.shape)
 
 

@@ -86,23 +86,27 @@ def grain_pass(
 @njit(cache=True, nogil=True)
 def haze_pass(
     pixels: np.ndarray,
-    trans: np.ndarray,
+    luma: np.ndarray,
+    coef_a: np.ndarray,
+    coef_b: np.ndarray,
     atmos: np.ndarray,
     amount: float,
     t_min: float,
     add: float,
     out: np.ndarray,
 ) -> None:
-    """Dehaze recombination with transmission t and atmospheric light A. amount > 0:
-    (I − A) / max(1 − amount·(1 − t), t_min) + A; amount < 0: I·(1 − w) + A·w with
-    w = −add·amount·(0.5 + 0.5·(1 − t))."""
+    """Dehaze recombination with atmospheric light A and transmission t = clip(a·y + b, 0, 1)
+    (the guided filter's output from its coefficients and the luma y, computed here rather than
+    in three full-size numpy passes). amount > 0: (I − A) / max(1 − amount·(1 − t), t_min) + A;
+    amount < 0: I·(1 − w) + A·w with w = −add·amount·(0.5 + 0.5·(1 − t))."""
     am = np.float32(amount)
     floor = np.float32(t_min)
     gain = np.float32(-add) * am
+    zero = np.float32(0.0)
     one = np.float32(1.0)
     half = np.float32(0.5)
     for i in range(pixels.shape[0]):
-        t = trans[i]
+        t = min(max(coef_a[i] * luma[i] + coef_b[i], zero), one)
         if am > 0:
             tt = max(one - am * (one - t), floor)
             for c in range(3):
@@ -267,7 +271,7 @@ def warm_up() -> None:
     add_to_channels(px, row, out)
     detail_pass(px, row, row, row, 0.5, True, out)
     grain_pass(px, row, np.zeros(4, np.uint8), table, 0.5, 0.5, 0.5, np.zeros(3, np.float32), out)
-    haze_pass(px, row, np.zeros(3, np.float32), 0.5, 0.2, 0.55, out)
+    haze_pass(px, row, row, row, np.zeros(3, np.float32), 0.5, 0.2, 0.55, out)
     quarter = np.zeros((3, 1, 1), np.float32)
     vignette_quarter(row, row, 2.0, 1.0, 0.5, 0.5, -0.8, 1.0, table2, 2.0, quarter)
     for style in (1, 2, 3):

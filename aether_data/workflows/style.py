@@ -114,7 +114,8 @@ class StyleWorkflow(OneStepWorkflow):
         self.render_mode = st.render
         self.lut_size = int(st.lut_size)
         self.variants = int(st.instruction_variants)
-        self.fine_names = frozenset(f.name for f in self.taxonomy.fine)
+        # by exact name, the first of a name as Taxonomy.get_fine (which scans them all per call)
+        self.fine_by_name = {f.name: f for f in reversed(self.taxonomy.fine)}
         self.available = [f.name for f in self.taxonomy.fine if self.library.by_category(f.name)]
         extra = {p.fine for p in self.library if p.fine not in set(self.available)}
         self.available += sorted(extra)
@@ -218,7 +219,7 @@ class StyleWorkflow(OneStepWorkflow):
         # name skin / sky / foliage only where the photo is known to show them (presets/grounding.py)
         effs = grounded_effects(info["effects"], content)
         plans = info["plans"] if effs == info["effects"] else style_plans(settings, effs)
-        fine_cat = self.taxonomy.get_fine(preset.fine) if preset.fine in self.fine_names else None
+        fine_cat = self.fine_by_name.get(preset.fine)
         instructions = style_instructions(
             {
                 "name": preset.name,
