@@ -138,14 +138,13 @@ def render_fast(
     return np.clip(apply_lut(arr, bake_lut(params, lut_size), "tetrahedral"), 0.0, 1.0)
 
 
-def apply_lut_u8(image: np.ndarray, lut: np.ndarray, as_float: bool = False) -> np.ndarray:
+def apply_lut_u8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """8-bit RGB (HxWx3 uint8) through a 3D LUT, tetrahedral, with a compiled kernel (``lut_kernel``).
 
     Why: the build renders targets from decoded JPEG pixels (8-bit already) and stores 8-bit JPEGs,
     so an 8-bit LUT pass loses nothing that matters (≥ 50 dB against ``render`` at size 33,
     rounding included, on the bench photos) and is several times faster than the float paths
-    (and ~3× faster than Pillow's ``Color3DLUT``). ``as_float``: the same 8-bit values as float32
-    / 255, written by the kernel itself (no second pass).
+    (and ~3× faster than Pillow's ``Color3DLUT``).
     """
     from .lut_kernel import apply_tetrahedral_u8  # numba: imported on first use, not with the package
 
@@ -153,7 +152,7 @@ def apply_lut_u8(image: np.ndarray, lut: np.ndarray, as_float: bool = False) -> 
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"expected an HxWx3 uint8 image, got shape {img.shape}")
-    return apply_tetrahedral_u8(img, lut, as_float)
+    return apply_tetrahedral_u8(img, lut)
 
 
 def to_u8(image: np.ndarray) -> np.ndarray:
@@ -169,11 +168,10 @@ def apply_lut8(image: np.ndarray, lut: np.ndarray | None, dtype: type = np.float
     multiple of 1/255, so encoding it to 8 bits again is exact. ``lut=None`` is the identity.
     """
     u8 = to_u8(image)
+    out = u8 if lut is None else apply_lut_u8(u8, lut)
     if np.dtype(dtype) == np.uint8:
-        return u8 if lut is None else apply_lut_u8(u8, lut)
-    if lut is None:
-        return np.divide(u8, np.float32(255.0), dtype=np.float32)
-    return apply_lut_u8(u8, lut, as_float=True)
+        return out
+    return np.divide(out, np.float32(255.0), dtype=np.float32)
 
 
 def bake_lut_for(image: np.ndarray, size: int, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -56,54 +56,29 @@ def _tetrahedron(
     return step_max, sr + sg + 1 - step_min, np.float32(1.0) - f1, f1 - f2, f2 - f3, f3
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _lookup(
-    pixels: np.ndarray, i: int, table: np.ndarray, base: np.ndarray, frac: np.ndarray, n: int
-) -> tuple[int, int, int]:
-    """LUT value of pixel i, rounded to nearest and clamped to 0..255 (see `tetrahedral_u8`)."""
-    sr = n * n
-    sg = n
-    r = pixels[i, 0]
-    g = pixels[i, 1]
-    b = pixels[i, 2]
-    i0 = base[r] * sr + base[g] * sg + base[b]
-    o1, o2, w0, w1, w2, w3 = _tetrahedron(frac[r], frac[g], frac[b], sr, sg)
-    v1 = i0 + o1
-    v2 = i0 + o2
-    v3 = i0 + sr + sg + 1
-    half = np.float32(0.5)
-    lo = np.float32(0.0)
-    hi = np.float32(255.0)
-    q0 = w0 * table[i0, 0] + w1 * table[v1, 0] + w2 * table[v2, 0] + w3 * table[v3, 0] + half
-    q1 = w0 * table[i0, 1] + w1 * table[v1, 1] + w2 * table[v2, 1] + w3 * table[v3, 1] + half
-    q2 = w0 * table[i0, 2] + w1 * table[v1, 2] + w2 * table[v2, 2] + w3 * table[v3, 2] + half
-    return int(min(max(q0, lo), hi)), int(min(max(q1, lo), hi)), int(min(max(q2, lo), hi))
-
-
 @njit(cache=True, nogil=True)
 def tetrahedral_u8(pixels: np.ndarray, table: np.ndarray, n: int, out: np.ndarray) -> None:
     """``out[i] = LUT(pixels[i])`` for (P, 3) uint8 pixels; ``table`` is the (n³, 3) float32 LUT in
     0..255 units, indexed ``r·n² + g·n + b``. Rounded to nearest and clamped to 0..255."""
     base, frac = _cell_tables(n)
+    sr = n * n
+    sg = n
+    corner = sr + sg + 1
+    half = np.float32(0.5)
+    lo = np.float32(0.0)
+    hi = np.float32(255.0)
     for i in range(pixels.shape[0]):
-        q0, q1, q2 = _lookup(pixels, i, table, base, frac, n)
-        out[i, 0] = q0
-        out[i, 1] = q1
-        out[i, 2] = q2
-
-
-@njit(cache=True, nogil=True)
-def tetrahedral_u8_levels(
-    pixels: np.ndarray, table: np.ndarray, n: int, levels: np.ndarray, out: np.ndarray
-) -> None:
-    """`tetrahedral_u8` with each 8-bit result q written as ``levels[q]`` (float32 q / 255: the
-    float image the spatial operations take, without a second pass over the 8-bit one)."""
-    base, frac = _cell_tables(n)
-    for i in range(pixels.shape[0]):
-        q0, q1, q2 = _lookup(pixels, i, table, base, frac, n)
-        out[i, 0] = levels[q0]
-        out[i, 1] = levels[q1]
-        out[i, 2] = levels[q2]
+        r = pixels[i, 0]
+        g = pixels[i, 1]
+        b = pixels[i, 2]
+        i0 = base[r] * sr + base[g] * sg + base[b]
+        o1, o2, w0, w1, w2, w3 = _tetrahedron(frac[r], frac[g], frac[b], sr, sg)
+        v1 = i0 + o1
+        v2 = i0 + o2
+        v3 = i0 + corner
+        for c in range(3):
+            v = w0 * table[i0, c] + w1 * table[v1, c] + w2 * table[v2, c] + w3 * table[v3, c] + half
+            out[i, c] = np.uint8(min(max(v, lo), hi))
 
 
 @njit(cache=True, nogil=True)
@@ -123,20 +98,11 @@ def _pixels(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8).reshape(-1, 3)
 
 
-LEVELS_F32 = np.divide(np.arange(256, dtype=np.uint8), np.float32(255.0), dtype=np.float32)
-"""q / 255 in float32 for every 8-bit q: the values `io.imaging.as_float01` gives (same division)."""
-
-
-def apply_tetrahedral_u8(image: np.ndarray, lut: np.ndarray, as_float: bool = False) -> np.ndarray:
-    """HxWx3 uint8 image through an (N, N, N, 3) float LUT in [0, 1] → HxWx3 uint8, or with
-    ``as_float`` the same 8-bit values as float32 / 255 (what ``as_float01`` of the uint8 gives)."""
+def apply_tetrahedral_u8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 image through an (N, N, N, 3) float LUT in [0, 1] → HxWx3 uint8."""
     n = lut.shape[0]
     table = np.multiply(lut.reshape(-1, 3), np.float32(255.0), dtype=np.float32)
     pixels = _pixels(image)
-    if as_float:
-        out_f = np.empty(pixels.shape, np.float32)
-        tetrahedral_u8_levels(pixels, table, n, LEVELS_F32, out_f)
-        return out_f.reshape(image.shape)
     out = np.empty_like(pixels)
     tetrahedral_u8(pixels, table, n, out)
     return out.reshape(image.shape)
@@ -163,5 +129,4 @@ def warm_up() -> None:
         image = np.zeros((2, 2, 3), np.uint8)
         image.flags.writeable = writable
         apply_tetrahedral_u8(image, lut)
-        apply_tetrahedral_u8(image, lut, as_float=True)
         vertices_read_u8(image, 2)

@@ -423,9 +423,10 @@ def render_preset(
         shape = np.shape(image)
         if len(shape) != 3 or shape[-1] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {shape}")
+        out8 = apply_lut8(image, lut, np.uint8)
         if not has_local(s) and not corrections:
-            return apply_lut8(image, lut, dtype)
-        out = apply_lut8(image, lut)  # float32 levels q / 255 straight from the kernel
+            return out8 if np.dtype(dtype) == np.uint8 else as_float01(out8)
+        out = as_float01(out8)
     else:
         arr = _check(image)
         if method == "direct":
