@@ -20,7 +20,14 @@ from aether_data.develop.settings import PresetSettings, coerce_settings
 from aether_data.io.imaging import box_shrink
 
 from .color import LUMA_WEIGHTS, linear_to_srgb, smoothstep, srgb_to_linear
-from .pixel_kernels import add_to_channels, detail_pass, grain_pass, haze_pass, vignette_pass
+from .pixel_kernels import (
+    add_to_channels,
+    detail_pass,
+    grain_pass,
+    haze_pass,
+    vignette_pass,
+    vignette_quarter,
+)
 
 CLARITY_RADIUS = 0.02
 CLARITY_GAIN = 0.9
@@ -230,15 +237,25 @@ def dehaze(image: np.ndarray, amount: float) -> np.ndarray:
     raw, atmos, s = _transmission(image, short)
     y = _luma(image)
     radius = max(2, round(0.04 * short))
-    # the transmission is already at 1/s: refine it with the fast guided filter on the full luma
-    refined = (
-        guided_filter(y, raw, radius, 1e-3, src_small=raw, shrink=s)
+    # the transmission is already at 1/s: refine it with the fast guided filter on the full luma;
+    # the compiled pass evaluates the filter's output clip(a·y + b, 0, 1) per pixel
+    a, b = (
+        guided_coefficients(y, raw, radius, 1e-3, src_small=raw, shrink=s)
         if s > 1
-        else guided_filter(y, raw, radius, 1e-3)
+        else guided_coefficients(y, raw, radius, 1e-3)
     )
-    trans = np.clip(refined, 0.0, 1.0).astype(np.float32, copy=False)
     pixels, out = _pixels_and_out(image)
-    haze_pass(pixels, trans.reshape(-1), atmos.astype(np.float32), amount, DEHAZE_T_MIN, DEHAZE_ADD, out)
+    haze_pass(
+        pixels,
+        _flat32(y),
+        _flat32(a),
+        _flat32(b),
+        atmos.astype(np.float32),
+        amount,
+        DEHAZE_T_MIN,
+        DEHAZE_ADD,
+        out,
+    )
     return out.reshape(image.shape)
 
 
@@ -263,6 +280,16 @@ def sharpen(image: np.ndarray, amount: float, radius: float, detail: float, mask
     return _add_luma(image, gain * high)
 
 
+def _mirrored(x: np.ndarray) -> np.ndarray:
+    """``x`` with its second half replaced by the negated mirror of its first (|x| exactly
+    symmetric, so the vignette mask is and `pixel_kernels.vignette_quarter` can compute it once
+    per quarter; the values move by at most a float32 rounding step)."""
+    half = x.size // 2
+    out = x.copy()
+    out[x.size - half :] = -x[:half][::-1]
+    return out
+
+
 def _vignette_geometry(
     h: int, w: int, midpoint: float, feather: float, roundness: float
 ) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
@@ -274,8 +301,8 @@ def _vignette_geometry(
     rectangle (super-ellipse exponent p = 2 → 6). Midpoint 0..1 moves the onset outwards, feather
     0..1 widens the transition.
     """
-    u = (np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0
-    v = (np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0
+    u = _mirrored((np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0)
+    v = _mirrored((np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0)
     if roundness > 0:  # towards a circle: measure both axes in short-side units
         u = u * (1.0 + roundness * (w / min(h, w) - 1.0))
         v = v * (1.0 + roundness * (h / min(h, w) - 1.0))
@@ -299,8 +326,9 @@ def vignette(image: np.ndarray, s: PresetSettings) -> np.ndarray:
 
     Style 1 is an exposure change in linear light (bright areas protected by the highlight
     contrast when darkening); style 2 scales the luma and keeps each pixel's chroma offsets (less
-    hue / saturation shift); style 3 blends towards black or white. One compiled pass
-    (`pixel_kernels.vignette_pass`) computes the mask and applies the style per pixel.
+    hue / saturation shift); style 3 blends towards black or white. The mask and its gains are
+    computed once per quarter of the frame (`pixel_kernels.vignette_quarter`: the geometry is
+    mirror-symmetric), then one compiled pass (`pixel_kernels.vignette_pass`) applies the style.
     """
     amount = s.num("PostCropVignetteAmount") / 100.0
     if amount == 0:
@@ -313,17 +341,18 @@ def vignette(image: np.ndarray, s: PresetSettings) -> np.ndarray:
         s.num("PostCropVignetteFeather") / 100.0,
         s.num("PostCropVignetteRoundness") / 100.0,
     )
+    style = int(s.value("PostCropVignetteStyle"))
+    quarter = np.empty((3, (h + 1) // 2, (w + 1) // 2), np.float32)
+    vignette_quarter(
+        big_u, big_v, power, corner, centre, width, VIGNETTE_STOPS * amount, 0.8 if style == 2 else 1.0,
+        _EXP2, EXP2_RANGE, quarter,
+    )  # fmt: skip
     pixels, out = _pixels_and_out(image)
     vignette_pass(
         pixels,
         w,
-        big_u,
-        big_v,
-        power,
-        corner,
-        centre,
-        width,
-        int(s.value("PostCropVignetteStyle")),
+        quarter,
+        style,
         amount,
         VIGNETTE_STOPS,
         s.num("PostCropVignetteHighlightContrast") / 100.0,
@@ -383,19 +412,36 @@ def _clip_if_changed(new: np.ndarray, old: np.ndarray) -> np.ndarray:
     return new if new is old else np.clip(new, 0.0, 1.0, out=new)
 
 
-def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any], seed: int = 0) -> np.ndarray:
+def apply_local(
+    image: np.ndarray, settings: PresetSettings | Mapping[str, Any], seed: int = 0, *, clip_last: bool = True
+) -> np.ndarray:
     """All spatial operations in order (dehaze, clarity, texture, sharpen, vignette, grain); clipped.
 
-    ``image`` is float32 in [0, 1] (the pointwise part's output)."""
+    ``image`` is float32 in [0, 1] (the pointwise part's output). Each operation's result is
+    clipped to [0, 1] before the next; ``clip_last=False`` leaves out the last active one's clip,
+    for a caller that quantises to 8 bits next (`io.imaging.quantise_u8` saturates to 0..255
+    itself: same bytes, one full-image pass less)."""
     s = coerce_settings(settings)
     out = np.asarray(image, dtype=np.float32)
     if not has_local(s):
         return out
-    out = _clip_if_changed(dehaze(out, s.num("Dehaze") / 100.0), out)
+    active = [
+        s.num("Dehaze") != 0,
+        s.num("Clarity2012") != 0 or s.num("Texture") != 0,
+        s.num("Sharpness") > 0,
+        s.num("PostCropVignetteAmount") != 0,
+        s.num("GrainAmount") > 0,
+    ]
+    last = max(i for i, on in enumerate(active) if on)
+
+    def clip(new: np.ndarray, old: np.ndarray, step: int) -> np.ndarray:
+        return new if step == last and not clip_last else _clip_if_changed(new, old)
+
+    out = clip(dehaze(out, s.num("Dehaze") / 100.0), out, 0)
     before = out
     out = local_contrast(out, s.num("Clarity2012") / 100.0, CLARITY_RADIUS, CLARITY_GAIN, 1e-2, True)
     out = local_contrast(out, s.num("Texture") / 100.0, TEXTURE_RADIUS, TEXTURE_GAIN, 4e-3, False)
-    out = _clip_if_changed(out, before)
+    out = clip(out, before, 1)
     sharpened = sharpen(
         out,
         s.num("Sharpness") / 150.0,
@@ -403,8 +449,8 @@ def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any],
         s.num("SharpenDetail") / 100.0,
         s.num("SharpenEdgeMasking") / 100.0,
     )
-    out = _clip_if_changed(sharpened, out)
-    out = _clip_if_changed(vignette(out, s), out)
+    out = clip(sharpened, out, 2)
+    out = clip(vignette(out, s), out, 3)
     grain_seed = int(seed) * 1_000_003 + int(s.value("GrainSeed"))
     grained = grain(
         out,
@@ -413,4 +459,4 @@ def apply_local(image: np.ndarray, settings: PresetSettings | Mapping[str, Any],
         s.num("GrainFrequency") / 100.0,
         grain_seed,
     )
-    return _clip_if_changed(grained, out).astype(np.float32, copy=False)
+    return clip(grained, out, 4).astype(np.float32, copy=False)

@@ -118,6 +118,11 @@ def eval_monotone(points: list[tuple[int, int]] | np.ndarray, t: np.ndarray) -> 
     return h00 * y[i] + h10 * h * m[i] + h01 * y[i + 1] + h11 * h * m[i + 1]
 
 
+_CURVE_GRID = np.linspace(0.0, 1.0, CURVE_TABLE, dtype=np.float32)
+_CURVE_GRID.flags.writeable = False
+"""The tones `_curve_table` tabulates a curve at, as `apply_curve` interpolates them (made once)."""
+
+
 @lru_cache(maxsize=256)
 def _curve_table(points: tuple[tuple[int, int], ...]) -> np.ndarray:
     grid = np.linspace(0.0, 1.0, CURVE_TABLE)
@@ -129,8 +134,7 @@ def apply_curve(x: np.ndarray, points: list[tuple[int, int]] | None) -> np.ndarr
     if points is None or [tuple(p) for p in points] == [(0, 0), (255, 255)]:
         return x
     table = _curve_table(tuple((int(a), int(b)) for a, b in points))
-    grid = np.linspace(0.0, 1.0, CURVE_TABLE, dtype=np.float32)
-    return np.interp(np.clip(x, 0.0, 1.0), grid, table).astype(np.float32)
+    return np.interp(np.clip(x, 0.0, 1.0), _CURVE_GRID, table).astype(np.float32)
 
 
 # ==================================================================================================
@@ -435,8 +439,9 @@ def render_preset(
         from .corrections import apply_corrections
 
         out = apply_corrections(out, corrections)
-    out = apply_local(out, s, seed)
-    return to_u8(out) if np.dtype(dtype) == np.uint8 else out
+    if np.dtype(dtype) == np.uint8:  # to_u8 saturates: the last operation's clip is not needed
+        return to_u8(apply_local(out, s, seed, clip_last=False))
+    return apply_local(out, s, seed)
 
 
 __all__ = [

@@ -86,6 +86,17 @@ def preset_masks(settings: PresetSettings) -> list[int]:
     return [int(bool(light)), int(bool(glob)), int(bool(spec))]
 
 
+def _immutable(image: np.ndarray) -> bool:
+    """True for an array whose pixels nothing can change: read-only over a bytes object (what
+    `io.imaging.decode_image_u8` returns)."""
+    base = image
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return isinstance(base, bytes)
+
+
 class StyleWorkflow(OneStepWorkflow):
     """match → seeded preset draw from the top categories → render → instructions and plans."""
 
@@ -103,7 +114,8 @@ class StyleWorkflow(OneStepWorkflow):
         self.render_mode = st.render
         self.lut_size = int(st.lut_size)
         self.variants = int(st.instruction_variants)
-        self.fine_names = frozenset(f.name for f in self.taxonomy.fine)
+        # by exact name, the first of a name as Taxonomy.get_fine (which scans them all per call)
+        self.fine_by_name = {f.name: f for f in reversed(self.taxonomy.fine)}
         self.available = [f.name for f in self.taxonomy.fine if self.library.by_category(f.name)]
         extra = {p.fine for p in self.library if p.fine not in set(self.available)}
         self.available += sorted(extra)
@@ -112,6 +124,20 @@ class StyleWorkflow(OneStepWorkflow):
         self._luts: OrderedDict[str, np.ndarray | None] = OrderedDict()
         self._described: dict[str, dict[str, Any]] = {}
         self._probe_out: dict[str, np.ndarray] = {}  # probe results of this sample's LUT call
+        self._seen: tuple[np.ndarray, dict[str, float], dict[str, float]] | None = None
+
+    def analyse(self, image: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+        """(category scores, `image_stats`) of the input photo.
+
+        A redraw passes the same decoded image again: its analysis is kept for the last image
+        when nothing can change its pixels (`_immutable`: read-only over bytes, as decoded), so a
+        redraw skips it (~3 ms). One entry: bounded; the results are the same either way."""
+        seen = self._seen
+        if seen is not None and seen[0] is image:
+            return seen[1], dict(seen[2])
+        scores, stats = self.matcher.scores(image), image_stats(image)
+        self._seen = (image, scores, stats) if _immutable(image) else None
+        return scores, dict(stats)
 
     # caches ----------------------------------------------------------------------------------------
     def lut_for(self, preset: Preset, image: np.ndarray | None = None) -> np.ndarray | None:
@@ -158,9 +184,12 @@ class StyleWorkflow(OneStepWorkflow):
         return self._described[preset.id]
 
     # the sample --------------------------------------------------------------------------------------
-    def choose(self, image: np.ndarray, rng: np.random.Generator) -> tuple[Preset, list[tuple[str, float]]]:
-        """Score categories, keep the top k (ties broken by a seeded jitter), draw one, draw a preset."""
-        scores = self.matcher.scores(image)
+    def choose(
+        self, image: np.ndarray, rng: np.random.Generator, scores: dict[str, float] | None = None
+    ) -> tuple[Preset, list[tuple[str, float]]]:
+        """Score categories (or take the matcher's ``scores`` of ``image``), keep the top k (ties
+        broken by a seeded jitter), draw one, draw a preset."""
+        scores = self.matcher.scores(image) if scores is None else scores
         names = self.available
         jitter = rng.uniform(0.0, 1e-6, size=len(names))
         ranked = top_categories(
@@ -171,7 +200,8 @@ class StyleWorkflow(OneStepWorkflow):
         return pool[int(rng.integers(len(pool)))], ranked
 
     def synthesize(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
-        preset, ranked = self.choose(image, rng)
+        scores, content = self.analyse(image)
+        preset, ranked = self.choose(image, rng, scores)
         settings = preset.settings
         grain_seed = int(rng.integers(0, 2**31 - 1))
         lut = self.lut_for(preset, image) if self.render_mode == "lut" else None
@@ -187,10 +217,9 @@ class StyleWorkflow(OneStepWorkflow):
         )
         info = self.described(preset)
         # name skin / sky / foliage only where the photo is known to show them (presets/grounding.py)
-        content = image_stats(image)
         effs = grounded_effects(info["effects"], content)
         plans = info["plans"] if effs == info["effects"] else style_plans(settings, effs)
-        fine_cat = self.taxonomy.get_fine(preset.fine) if preset.fine in self.fine_names else None
+        fine_cat = self.fine_by_name.get(preset.fine)
         instructions = style_instructions(
             {
                 "name": preset.name,
