@@ -260,41 +260,67 @@ class AutoWorkflow:
         )
 
     def _candidate(
-        self, image: np.ndarray, features: np.ndarray, ref: int, masks: list[int], active: list[bool]
+        self,
+        image: np.ndarray,
+        features: np.ndarray,
+        ref: int,
+        masks: list[int],
+        active: list[bool],
+        screen: bool = True,
     ) -> tuple[np.ndarray, list[int]] | None:
         """(degraded, masks) for the reference `ref` under `masks`, or None when it is given up.
 
-        A draft the gate preview predicts to fail is not rendered. The premise of inverse
-        degradation is that the degraded photo looks like the expert's *unretouched* input; a
-        learned inverse edit applied to another photo can overshoot (e.g. un-brightening a photo
-        whose highlights are already compressed): with `require_toward_reference`, a draft that
-        moves the histogram away from the reference's input is retried with every active latent
-        group (screened the same way), then given up.
+        With ``screen`` (and the gates on), a draft the gate preview predicts to fail is given up
+        before it is rendered at full resolution (verdicts are kept for the sample's redraws). The
+        premise of inverse degradation is that the degraded photo looks like the expert's
+        *unretouched* input; a learned inverse edit applied to another photo can overshoot (e.g.
+        un-brightening a photo whose highlights are already compressed): with
+        `require_toward_reference`, a draft that moves the histogram away from the reference's input
+        is retried with every active latent group (screened the same way), then given up.
         """
         assert self.degrader is not None and self.db is not None
-        preview = self._preview(image)
-        also = () if preview is None else (preview.small_u8,)
+        preview = self._preview(image) if screen else None
         u8, z = to_u8(image), self.db.z_inv[ref]
         tries = [masks] + ([full] if (full := [int(a) for a in active]) != masks and any(full) else [])
         for m in tries:
-            lut = self.degrader.lut_for(u8, z, m, also)
-            if preview is not None and preview.lut_fails(lut) is not None:
+            if preview is None:
+                lut = self.degrader.lut_for(u8, z, m)
+            elif (lut := self._screened_lut(image, preview, ref, m)) is None:
                 return None
             degraded = apply_lut8(u8, lut, image.dtype)
             if not self.spec.auto.require_toward_reference or self._moves_toward(features, degraded, ref):
                 return degraded, m
         return None
 
+    def _screened_lut(
+        self, image: np.ndarray, preview: GatePreview, ref: int, masks: list[int]
+    ) -> np.ndarray | None:
+        """The candidate's LUT (baked for the preview's copy too, always: the verdicts are a pure
+        memo), or None when the preview predicts that its draft fails a gate."""
+        assert self.degrader is not None and self.db is not None
+        verdicts: dict[tuple[int, ...], bool] = self._per_source(image, "verdicts", dict)
+        key = (ref, *masks)
+        if verdicts.get(key) is False:
+            return None
+        lut = self.degrader.lut_for(to_u8(image), self.db.z_inv[ref], masks, (preview.small_u8,))
+        if key not in verdicts:
+            verdicts[key] = preview.lut_fails(lut) is None
+        return lut if verdicts[key] else None
+
     def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
         """An encoder/renderer draft: up to `SCREEN_TRIES` (reference, masks) candidates drawn and
-        screened by the gate preview (one, unscreened, with the gates off), else random operators."""
+        screened by the gate preview (one, unscreened, with the gates off). When every one is predicted
+        to fail, the first is drafted anyway (the branch shares stay `supplementary_fraction`'s; the
+        build's gates redraw it); random operators only when no reference edits toward the
+        reference's input (or none edits at all)."""
         assert self.degrader is not None and self.db is not None
         from aether_data.expert_db import histogram_features
 
         cfg = self.spec.auto
         # the kNN query and the toward-reference check's starting point
         features = self._per_source(image, "features", lambda: histogram_features(image))
-        seen: set[tuple[int, tuple[int, ...]]] = set()
+        seen: list[tuple[int, list[int]]] = []
+        first = None
         for _ in range(SCREEN_TRIES if self._preview(image) is not None else 1):
             found = self.retrieve(features, rng)
             if found is None:  # every nearby expert edit is a no-op under these weights
@@ -303,10 +329,16 @@ class AutoWorkflow:
             effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
             active = [e >= GROUP_ACTIVE_THRESHOLD for e in effects]
             masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
-            if (ref, tuple(masks)) in seen:  # the same draft as one already given up
+            if (ref, masks) in seen:  # the same draft as one already given up
                 continue
-            seen.add((ref, tuple(masks)))
+            seen.append((ref, masks))
+            first = first or (found, effects, masks, active)
             drafted = self._candidate(image, features, ref, masks, active)
+            if drafted is not None:
+                return self._inverse_pair(image, drafted, found, effects)
+        if first is not None and self._preview(image) is not None:  # keep the branch: the gates decide
+            found, effects, masks, active = first
+            drafted = self._candidate(image, features, found[0], masks, active, screen=False)
             if drafted is not None:
                 return self._inverse_pair(image, drafted, found, effects)
         return self._supplementary(image, rng)

@@ -26,7 +26,7 @@ from aether_data.develop.lut import to_u8
 from aether_data.quality import failed_gate, measure_pair
 from aether_data.scoring.heuristic import heuristic_score
 
-SCREEN_TRIES = 4
+SCREEN_TRIES = 8
 """Encoder/renderer candidates (reference rank, latent masks) screened per draft before the
 draft falls back to random operators (which screen up to as many draws)."""
 
@@ -55,8 +55,7 @@ class GatePreview:
 
     def lut_fails(self, lut: np.ndarray) -> str | None:
         """`failed` for the draft rendered by ``lut`` (baked for `small_u8` too)."""
-        edited = np.divide(apply_lut_u8(self.small_u8, lut), np.float32(255.0), dtype=np.float32)
-        return self.failed(edited)
+        return self.failed(np.divide(apply_lut_u8(self.small_u8, lut), np.float32(255.0), dtype=np.float32))
 
     def accepts(self, protocol: str, edited: np.ndarray) -> bool:
         """`degrade.SmallCheck` form of `failed`: True when no gate is predicted to fail."""
