@@ -17,6 +17,11 @@ per sample by its seed:
   the corrective params are their negation (``params_origin = "known-operator"``), redrawn (≤ 4
   times) when the negation would not restore the photo (clipping), see `degrade.negation_restores`.
 
+With the quality gates on, both branches screen their candidates with a gate preview
+(`auto_screen.GatePreview`: the gates predicted on a ~4096-px copy through the same colour map)
+and render at full resolution the first one predicted to pass (≤ 8 candidates or draws), so few
+drafts are rendered only to be redrawn by the build's gates.
+
 Either way the params ground the template annotator's problems and plans. An optional source
 filter (`min_source_score`, `scorer`) skips photos that are not good enough to be a target.
 """
