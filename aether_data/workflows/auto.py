@@ -112,8 +112,7 @@ class AutoWorkflow:
         self.index = None
         if cfg.supplementary_fraction < 1.0:
             self._load_er(degrader, db)
-        self._memo_image: np.ndarray | None = None
-        self._memo: dict[str, Any] = {}
+        self._memo: tuple[np.ndarray | None, dict[str, Any]] = (None, {})
 
     def _load_er(self, degrader: ERDegrader | None, db: Any | None) -> None:
         """Encoder/renderer, expert DB and retrieval index, once per worker."""
@@ -180,11 +179,13 @@ class AutoWorkflow:
     def _per_source(self, image: np.ndarray, key: str, make: Callable[[], Any]) -> Any:
         """``make()`` once per source image: a sample's redraws get the same image object, so its
         score, histogram features and gate preview are computed once (only the last image is kept)."""
-        if self._memo_image is not image:
-            self._memo_image, self._memo = image, {}
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
+        owner, values = self._memo  # one read: a concurrent caller swaps the pair, never mutates ours
+        if owner is not image:
+            values = {}
+            self._memo = (image, values)
+        if key not in values:
+            values[key] = make()
+        return values[key]
 
     def _preview(self, image: np.ndarray) -> GatePreview | None:
         """The gate preview of this source's drafts (`auto_screen`), None when the gates are off."""
