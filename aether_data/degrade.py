@@ -16,14 +16,14 @@ the stored JPEG/PNG encodes exactly what later stages saw):
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aether_data.develop import apply_lut_u8, bake_lut_for, render_lut8
-from aether_data.develop.lut import to_u8
+from aether_data.develop import bake_lut_for, render_lut8
+from aether_data.develop.lut import apply_lut8, to_u8
 from aether_data.fit import single_thread
 from aether_data.io import storage
 from aether_data.io.imaging import as_float01
@@ -56,9 +56,31 @@ def negation_restores(image_small: np.ndarray, degradation: dict[str, float], ma
     """
     from aether_data.develop import render
 
-    degraded = render(image_small, degradation)
+    return _restores(image_small, render(image_small, degradation), degradation, margin_db)
+
+
+def _restores(
+    small: np.ndarray, degraded: np.ndarray, degradation: dict[str, float], margin_db: float = 1.0
+) -> bool:
+    from aether_data.develop import render
+
     restored = render(degraded, corrective_params(degradation))
-    return _psnr(restored, image_small) > _psnr(degraded, image_small) + margin_db
+    return _psnr(restored, small) > _psnr(degraded, small) + margin_db
+
+
+def operator_thumbnail(image: np.ndarray) -> np.ndarray:
+    """The float32 copy (about 4096 px, area-averaged) the random operators are checked on."""
+    import cv2
+
+    h, w = image.shape[:2]
+    s = min(1.0, float(np.sqrt(4096 / (h * w))))
+    return cv2.resize(as_float01(image), (max(4, round(w * s)), max(4, round(h * s))),
+                      interpolation=cv2.INTER_AREA)  # fmt: skip
+
+
+SmallCheck = Callable[[str, np.ndarray], bool]
+"""``accept(protocol, degraded_small)``: whether a draft, seen on the operators' small copy, is
+worth rendering at full resolution (the auto workflow's gate preview)."""
 
 
 def random_operator_degradation(
@@ -70,6 +92,8 @@ def random_operator_degradation(
     dtype: type = np.float32,
     strength: Any | None = None,
     min_delta_e: float | None = None,
+    accept: SmallCheck | None = None,
+    small: np.ndarray | None = None,
 ) -> tuple[str, dict[str, float], np.ndarray]:
     """(protocol, degrading sliders, degraded image): the supplementary branch.
 
@@ -77,23 +101,23 @@ def random_operator_degradation(
     with ``dtype=np.uint8``.
 
     Draws until the known corrective params (the negation) actually restore the photo on a small
-    copy (`negation_restores`), at most `max_tries` draws; the last draw is kept otherwise. With
-    ``strength`` (`strength.StrengthStats`, `auto.strength_stats`) a target ΔE is drawn first (above
-    `min_delta_e`) and every draw is scaled to it on the gates' thumbnail (calibrated operators).
+    copy (`negation_restores`; ``small``, default `operator_thumbnail`) and ``accept(protocol,
+    degraded small copy)``, when given, takes the draft, at most `max_tries` draws; the last draw
+    is kept otherwise. With ``strength`` (`strength.StrengthStats`, `auto.strength_stats`) a target
+    ΔE is drawn first (above `min_delta_e`) and every draw is scaled to it on the gates' thumbnail
+    (calibrated operators).
     """
-    import cv2
+    from aether_data.develop import render
 
-    h, w = image.shape[:2]
-    s = min(1.0, float(np.sqrt(4096 / (h * w))))
-    small = cv2.resize(as_float01(image), (max(4, round(w * s)), max(4, round(h * s))),
-                       interpolation=cv2.INTER_AREA)  # fmt: skip
+    small = operator_thumbnail(image) if small is None else small
     target = strength.draw(rng, floor=min_delta_e) if strength is not None else None
     for _ in range(max_tries):
         protocol = PROTOCOLS[int(rng.integers(len(PROTOCOLS)))]
         _, degradation = sample_params(rng, protocol, stats, degrade=True)
         if target is not None:
             degradation = _scaled_to(image, degradation, target)
-        if negation_restores(small, degradation):
+        degraded = render(small, degradation)
+        if _restores(small, degraded, degradation) and (accept is None or accept(protocol, degraded)):
             break
     return protocol, degradation, render_lut8(image, degradation, lut_size, dtype)
 
@@ -215,21 +239,16 @@ class ERDegrader:
             self._effects[key] = out
         return out
 
-    def degrade(
-        self, image: np.ndarray, z: np.ndarray, masks: Sequence[int], dtype: type = np.float32
+    def lut_for(
+        self, u8: np.ndarray, z: np.ndarray, masks: Sequence[int], also: Sequence[np.ndarray] = ()
     ) -> np.ndarray:
-        """``R(image; masks · z)`` at full resolution through an 8-bit LUT: float32 in 1/255 steps, or
-        uint8 with ``dtype=np.uint8``. ``image`` is float in [0, 1] or uint8.
-
-        The LUT is baked only where this photo reads it (`bake_lut_for`, typically 10-20 % of the
-        lattice, the renderer MLP being the cost), so the result depends on this sample alone and
-        nothing is cached.
-        """
+        """``R(·; masks · z)`` baked to a LUT where the uint8 image ``u8`` (and those in ``also``)
+        read it (`bake_lut_for`: typically 10-20 % of the lattice, the renderer MLP being the
+        cost); valid for these images only, not cached."""
         import torch
 
         from model_core.encoder import apply_masks
 
-        u8 = to_u8(image)
         zt = apply_masks(torch.as_tensor(np.asarray(z, np.float32)).reshape(1, -1), list(masks))
 
         def evaluate(points: np.ndarray) -> np.ndarray:
@@ -237,5 +256,16 @@ class ERDegrader:
                 out = self.renderer.render_points(torch.from_numpy(points), zt)
             return np.clip(out.numpy(), 0.0, 1.0)
 
-        out = apply_lut_u8(u8, bake_lut_for(u8, self.lut_size, evaluate))
-        return out if np.dtype(dtype) == np.uint8 else as_float01(out)
+        return bake_lut_for(u8, self.lut_size, evaluate, also)
+
+    def degrade(
+        self, image: np.ndarray, z: np.ndarray, masks: Sequence[int], dtype: type = np.float32
+    ) -> np.ndarray:
+        """``R(image; masks · z)`` at full resolution through an 8-bit LUT: float32 in 1/255 steps, or
+        uint8 with ``dtype=np.uint8``. ``image`` is float in [0, 1] or uint8.
+
+        The LUT is baked only where this photo reads it (`lut_for`), so the result depends on this
+        sample alone and nothing is cached.
+        """
+        u8 = to_u8(image)
+        return apply_lut8(u8, self.lut_for(u8, z, masks), dtype)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -174,19 +174,26 @@ def apply_lut8(image: np.ndarray, lut: np.ndarray | None, dtype: type = np.float
     return np.divide(out, np.float32(255.0), dtype=np.float32)
 
 
-def bake_lut_for(image: np.ndarray, size: int, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def bake_lut_for(
+    image: np.ndarray,
+    size: int,
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    also: Sequence[np.ndarray] = (),
+) -> np.ndarray:
     """A size³ LUT for one uint8 image: only the vertices ``apply_lut_u8(image, ·)`` reads are baked.
 
     ``evaluate`` maps (M, 3) float32 lattice points to their (M, 3) colours (any per-pixel map:
     the develop engine, a preset, the retouch renderer). A photo touches 10-20 % of the lattice, so
     this costs a fraction of a full bake, and ``apply_lut_u8`` gives exactly what the full LUT
-    gives. The other vertices hold the identity: the result is a LUT for this image only, do not
-    cache or export it.
+    gives. The other vertices hold the identity: the result is a LUT for this image (and the
+    uint8 images in ``also``, e.g. its thumbnail) only, do not cache or export it.
     """
     from .lut_kernel import vertices_read_u8  # numba: imported on first use, not with the package
 
     lut = identity_lut(size).reshape(-1, 3)
     idx = vertices_read_u8(image, size)
+    for other in also:
+        idx = np.union1d(idx, vertices_read_u8(other, size))
     if idx.size:
         lut[idx] = np.asarray(evaluate(lut[idx]), dtype=np.float32).reshape(-1, 3)
     return lut.reshape(size, size, size, 3)

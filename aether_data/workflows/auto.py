@@ -17,12 +17,18 @@ per sample by its seed:
   the corrective params are their negation (``params_origin = "known-operator"``), redrawn (≤ 4
   times) when the negation would not restore the photo (clipping), see `degrade.negation_restores`.
 
+With the quality gates on, both branches screen their candidates with a gate preview
+(`auto_screen.GatePreview`: the gates predicted on a ~4096-px copy through the same colour map)
+and render at full resolution the first one predicted to pass (≤ 8 candidates or draws), so few
+drafts are rendered only to be redrawn by the build's gates.
+
 Either way the params ground the template annotator's problems and plans. An optional source
 filter (`min_source_score`, `scorer`) skips photos that are not good enough to be a target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +43,11 @@ from aether_data.degrade import (
     draw_group_masks,
     random_operator_degradation,
 )
+from aether_data.develop.lut import apply_lut8, to_u8
 from aether_data.io.errors import SourceError
 from aether_data.sampling import load_operator_stats, protocol_for_masks
 from aether_data.strength import load_strength_stats
+from aether_data.workflows.auto_screen import SCREEN_TRIES, GatePreview
 from aether_data.workflows.base import Pair, PlanRow
 
 __all__ = ["AutoWorkflow", "corrective_params", "preflight"]
@@ -105,6 +113,7 @@ class AutoWorkflow:
         self.index = None
         if cfg.supplementary_fraction < 1.0:
             self._load_er(degrader, db)
+        self._memo: tuple[np.ndarray | None, dict[str, Any]] = (None, {})
 
     def _load_er(self, degrader: ERDegrader | None, db: Any | None) -> None:
         """Encoder/renderer, expert DB and retrieval index, once per worker."""
@@ -168,11 +177,30 @@ class AutoWorkflow:
             )
         return out
 
+    def _per_source(self, image: np.ndarray, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once per source image: a sample's redraws get the same image object, so its
+        score, histogram features and gate preview are computed once (only the last image is kept)."""
+        owner, values = self._memo  # one read: a concurrent caller swaps the pair, never mutates ours
+        if owner is not image:
+            values = {}
+            self._memo = (image, values)
+        if key not in values:
+            values[key] = make()
+        return values[key]
+
+    def _preview(self, image: np.ndarray) -> GatePreview | None:
+        """The gate preview of this source's drafts (`auto_screen`), None when the gates are off."""
+        quality = self.spec.quality
+        if not quality.enabled:
+            return None
+        return self._per_source(image, "preview", lambda: GatePreview(image, quality.auto))
+
     def draft(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
         """The pair without its fitted parameters (an encoder/renderer sample carries a fit request)."""
         cfg = self.spec.auto
         if self.scorer is not None and cfg.min_source_score is not None:
-            score = float(self.scorer.score_batch([image])[0])
+            scorer = self.scorer
+            score = self._per_source(image, "score", lambda: float(scorer.score_batch([image])[0]))
             if score < cfg.min_source_score:
                 raise SourceError(
                     "low-aesthetic-source",
@@ -185,8 +213,17 @@ class AutoWorkflow:
 
     def _supplementary(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
         floor = self.spec.quality.auto.min_delta_e if self.spec.quality.enabled else None
+        preview = self._preview(image)
         protocol, degradation, degraded = random_operator_degradation(
-            rng, image, self.stats, dtype=image.dtype, strength=self.strength, min_delta_e=floor
+            rng,
+            image,
+            self.stats,
+            dtype=image.dtype,
+            strength=self.strength,
+            min_delta_e=floor,
+            accept=None if preview is None else preview.accepts,
+            small=None if preview is None else preview.small,
+            max_tries=4 if preview is None else SCREEN_TRIES,
         )
         fix = corrective_params(degradation)
         return Pair(
@@ -219,55 +256,110 @@ class AutoWorkflow:
                 return row, float(dist[0, rank]), rank, k
         return None
 
-    def _toward_reference(
+    def _moves_toward(self, features: np.ndarray, degraded: np.ndarray, ref: int) -> bool:
+        """Whether the degradation moves the histogram toward the reference's unretouched input."""
+        from aether_data.expert_db import feature_distance, histogram_features
+
+        assert self.db is not None
+        target, kind = self.db.features_input[ref], self.spec.auto.distance
+        return feature_distance(histogram_features(degraded), target, kind) < feature_distance(
+            features, target, kind
+        )
+
+    def _candidate(
         self,
         image: np.ndarray,
         features: np.ndarray,
-        degraded: np.ndarray,
         ref: int,
         masks: list[int],
-        full: list[int],
+        active: list[bool],
+        screen: bool = True,
     ) -> tuple[np.ndarray, list[int]] | None:
-        """(degraded, masks) if the degradation moves the histogram toward the reference's input.
+        """(degraded, masks) for the reference `ref` under `masks`, or None when it is given up.
 
-        The premise of inverse degradation is that the degraded photo looks like the expert's
-        *unretouched* input. A learned inverse edit applied to another photo can overshoot (e.g.
-        un-brightening a photo whose highlights are already compressed); such a sample is retried
-        with every active latent group, then given up (None: the caller uses random operators).
+        With ``screen`` (and the gates on), a draft the gate preview predicts to fail is given up
+        before it is rendered at full resolution (verdicts are kept for the sample's redraws). The
+        premise of inverse degradation is that the degraded photo looks like the expert's
+        *unretouched* input; a learned inverse edit applied to another photo can overshoot (e.g.
+        un-brightening a photo whose highlights are already compressed): with
+        `require_toward_reference`, a draft that moves the histogram away from the reference's input
+        is retried with every active latent group (screened the same way), then given up.
         """
-        from aether_data.expert_db import feature_distance, histogram_features
-
-        assert self.db is not None and self.degrader is not None
-        target = self.db.features_input[ref]
-        kind = self.spec.auto.distance
-        before = feature_distance(features, target, kind)
-        if feature_distance(histogram_features(degraded), target, kind) < before:
-            return degraded, masks
-        if full != masks and any(full):
-            retry = self.degrader.degrade(image, self.db.z_inv[ref], full, dtype=image.dtype)
-            if feature_distance(histogram_features(retry), target, kind) < before:
-                return retry, full
+        assert self.degrader is not None and self.db is not None
+        preview = self._preview(image) if screen else None
+        u8, z = to_u8(image), self.db.z_inv[ref]
+        tries = [masks] + ([full] if (full := [int(a) for a in active]) != masks and any(full) else [])
+        for m in tries:
+            if preview is None:
+                lut = self.degrader.lut_for(u8, z, m)
+            elif (lut := self._screened_lut(image, preview, ref, m)) is None:
+                return None
+            degraded = apply_lut8(u8, lut, image.dtype)
+            if not self.spec.auto.require_toward_reference or self._moves_toward(features, degraded, ref):
+                return degraded, m
         return None
 
-    def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
+    def _screened_lut(
+        self, image: np.ndarray, preview: GatePreview, ref: int, masks: list[int]
+    ) -> np.ndarray | None:
+        """The candidate's LUT (baked for the preview's copy too, always: the verdicts are a pure
+        memo), or None when the preview predicts that its draft fails a gate."""
         assert self.degrader is not None and self.db is not None
-        cfg = self.spec.auto
+        verdicts: dict[tuple[int, ...], bool] = self._per_source(image, "verdicts", dict)
+        key = (ref, *masks)
+        if verdicts.get(key) is False:
+            return None
+        lut = self.degrader.lut_for(to_u8(image), self.db.z_inv[ref], masks, (preview.small_u8,))
+        if key not in verdicts:
+            verdicts[key] = preview.lut_fails(lut) is None
+        return lut if verdicts[key] else None
+
+    def _inverse(self, image: np.ndarray, rng: np.random.Generator) -> Pair:
+        """An encoder/renderer draft: up to `SCREEN_TRIES` (reference, masks) candidates drawn and
+        screened by the gate preview (one, unscreened, with the gates off). When every one is predicted
+        to fail, the first is drafted anyway (the branch shares stay `supplementary_fraction`'s; the
+        build's gates redraw it); random operators only when no reference edits toward the
+        reference's input (or none edits at all)."""
+        assert self.degrader is not None and self.db is not None
         from aether_data.expert_db import histogram_features
 
-        features = histogram_features(image)  # the kNN query and the gate's starting point
-        found = self.retrieve(features, rng)
-        if found is None:  # every nearby expert edit is a no-op under these weights
-            return self._supplementary(image, rng)
+        cfg = self.spec.auto
+        # the kNN query and the toward-reference check's starting point
+        features = self._per_source(image, "features", lambda: histogram_features(image))
+        seen: list[tuple[int, list[int]]] = []
+        first = None
+        for _ in range(SCREEN_TRIES if self._preview(image) is not None else 1):
+            found = self.retrieve(features, rng)
+            if found is None:  # every nearby expert edit is a no-op under these weights
+                break
+            ref = found[0]
+            effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
+            active = [e >= GROUP_ACTIVE_THRESHOLD for e in effects]
+            masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
+            if (ref, masks) in seen:  # the same draft as one already given up
+                continue
+            seen.append((ref, masks))
+            first = first or (found, effects, masks, active)
+            drafted = self._candidate(image, features, ref, masks, active)
+            if drafted is not None:
+                return self._inverse_pair(image, drafted, found, effects)
+        if first is not None and self._preview(image) is not None:  # keep the branch: the gates decide
+            found, effects, masks, active = first
+            drafted = self._candidate(image, features, found[0], masks, active, screen=False)
+            if drafted is not None:
+                return self._inverse_pair(image, drafted, found, effects)
+        return self._supplementary(image, rng)
+
+    def _inverse_pair(
+        self,
+        image: np.ndarray,
+        drafted: tuple[np.ndarray, list[int]],
+        found: tuple[int, float, int, int],
+        effects: list[float],
+    ) -> Pair:
+        assert self.db is not None
+        degraded, masks = drafted
         ref, distance, rank, k = found
-        effects = self.degrader.group_effects(self.db.z_inv[ref], key=ref)
-        active = [e >= GROUP_ACTIVE_THRESHOLD for e in effects]
-        masks = draw_group_masks(rng, cfg.mask_keep_prob, active)
-        degraded = self.degrader.degrade(image, self.db.z_inv[ref], masks, dtype=image.dtype)
-        if cfg.require_toward_reference:
-            checked = self._toward_reference(image, features, degraded, ref, masks, [int(a) for a in active])
-            if checked is None:  # the inverse edit pushes this photo away from an unretouched look
-                return self._supplementary(image, rng)
-            degraded, masks = checked
         return Pair(
             input=degraded,
             target=image,
@@ -280,7 +372,7 @@ class AutoWorkflow:
                 "distance": round(distance, 6),
                 "rank": rank,
                 "k": k,
-                "distance_kind": cfg.distance,
+                "distance_kind": self.spec.auto.distance,
                 "latent_masks": masks,
                 "group_effects": [round(e, 5) for e in effects],
             },
