@@ -95,7 +95,7 @@ class AutoWorkflow:
     """input = degraded source (encoder/renderer or random operators), target = source."""
 
     name = "auto"
-    previews = False
+    previews = False  # it screens its own candidates on a ~4096-px copy (auto_screen.py)
     takes_uint8 = True  # every stage here is an 8-bit LUT pass or takes uint8: no float copy needed
 
     def __init__(self, spec: PipelineSpec, degrader: ERDegrader | None = None, db: Any | None = None) -> None:
