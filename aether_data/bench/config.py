@@ -16,13 +16,16 @@ class BenchConfig:
     """What one `aether bench` run measures (defaults: a few minutes on 2 busy cores)."""
 
     samples: int = 288  # per workflow, throughput (distinct corpus images, one sample each)
-    samples_per_shard: int = 16
+    # throughput shards: None = each workflow's default spec (as a user's build: the auto workflow's
+    # batched parameter fit costs per shard, so a smaller shard would bench a slower pipeline)
+    samples_per_shard: int | None = None
     image_size: int = 512
     megapixels: float = 1.5  # corpus image size
     workflows: tuple[str, ...] = ("param", "style", "auto")
     scaling_samples: int = 256  # param, 1 vs 2 Ray workers
     scaling_image_size: int = 512  # the throughput size: at 384 px Ray's per-shard dispatch showed
     scaling_repeats: int = 2  # best of N alternating runs
+    scaling_samples_per_shard: int = 16  # enough shards for 2 workers to share
     memory_samples: tuple[int, int] = (1000, 10000)
     memory_image_size: int = 64
     memory_samples_per_shard: int = 100

@@ -118,7 +118,7 @@ def measure_scaling(corpus_list: str, cfg: BenchConfig, workdir: Path) -> dict[s
                 dest,
                 cfg.scaling_samples,
                 cfg.scaling_image_size,
-                cfg.samples_per_shard,
+                cfg.scaling_samples_per_shard,
                 workers,
                 corpus_list,
             )

@@ -87,14 +87,14 @@ def _spec(
     sources: str,
     n: int,
     size: int,
-    per_shard: int,
+    per_shard: int | None,
     extra: dict[str, Any] | None = None,
 ) -> Any:
     from aether_data.config import load_spec
 
     overrides: dict[str, Any] = {
         "num_samples": n,
-        "samples_per_shard": per_shard,
+        **({} if per_shard is None else {"samples_per_shard": per_shard}),
         "seed": cfg.seed,
         "sources": {"path": sources},
         "image": {"size": size},
