@@ -8,8 +8,8 @@ measured in one run (docs/design.md §7):
   I/O + codec floor of a pair: read + decode the source exactly as aether does (same decoder, same
   JPEG draft scale), resize to the output size, two JPEG encodes, tar write (TarWriter).
   Both run in-process on one core (``limit_threads(1)``), with no Ray in between, each workflow
-  with its default spec's shard size (what a user's build runs: the auto workflow fits a shard's
-  parameters in one batch, so its cost per sample depends on the shard).
+  with its default spec's shard size, at most 32 (what a user's build runs: the auto workflow fits
+  a shard's parameters in one batch, so its cost per sample depends on the shard).
 * **bench corpus**: N distinct ~1.5 MP JPEGs made from random crops of the bundled photographs, one
   sample per image, so aether's per-shard decode cache cannot make it look better than the
   baseline.
@@ -196,7 +196,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 f"corpus {cfg.megapixels} MP JPEGs → {cfg.image_size} px pairs, q95; throughput single-core "
                 "in-process, interleaved with the baseline shard by shard, "
                 + (
-                    "each workflow's default shard size"
+                    "each workflow's default shard size (at most 32)"
                     if cfg.samples_per_shard is None
                     else f"{cfg.samples_per_shard} samples per shard"
                 )

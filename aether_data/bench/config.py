@@ -16,8 +16,8 @@ class BenchConfig:
     """What one `aether bench` run measures (defaults: a few minutes on 2 busy cores)."""
 
     samples: int = 288  # per workflow, throughput (distinct corpus images, one sample each)
-    # throughput shards: None = each workflow's default spec (as a user's build: the auto workflow's
-    # batched parameter fit costs per shard, so a smaller shard would bench a slower pipeline)
+    # throughput shards: None = each workflow's default spec, at most 32 (as a user's build: the
+    # auto workflow's batched parameter fit costs per shard, a smaller one would bench it slower)
     samples_per_shard: int | None = None
     image_size: int = 512
     megapixels: float = 1.5  # corpus image size

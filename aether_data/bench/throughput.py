@@ -74,6 +74,11 @@ def transcode_shard(
     return len(sources)
 
 
+INTERLEAVE_MAX = 32
+"""Most samples per throughput shard: aether and the baseline alternate at least this often, so a
+change in machine load between them stays small (param's default 256 would alternate twice)."""
+
+
 FALLBACKS: dict[str, tuple[str, dict[str, Any]]] = {
     "auto": ("auto.supplementary_fraction=1.0", {"auto": {"supplementary_fraction": 1.0}}),
 }
@@ -92,9 +97,11 @@ def _spec(
 ) -> Any:
     from aether_data.config import load_spec
 
+    if per_shard is None:  # the default spec's, at most INTERLEAVE_MAX: the baseline keeps pace
+        per_shard = min(load_spec(None, workflow, {}).samples_per_shard, INTERLEAVE_MAX)
     overrides: dict[str, Any] = {
         "num_samples": n,
-        **({} if per_shard is None else {"samples_per_shard": per_shard}),
+        "samples_per_shard": per_shard,
         "seed": cfg.seed,
         "sources": {"path": sources},
         "image": {"size": size},
