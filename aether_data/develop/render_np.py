@@ -7,6 +7,7 @@ closed form pixel by pixel (the reference the fast path is tested against).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,7 +155,15 @@ def render(image: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
     if all(v == 0 for v in p.values()):
         return arr.copy()
     pixels = np.ascontiguousarray(arr).reshape(-1, 3)
-    return FastPlan(p).render_pixels(pixels).reshape(arr.shape)
+    return _plan(tuple(float(v) for v in p.values())).render_pixels(pixels).reshape(arr.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _plan(values: tuple[float, ...]) -> FastPlan:
+    """The tables of one parameter set, kept for the next few renders: the build renders a draw's
+    LUT twice (its preview on the gates' thumbnail, then at full size), and building the tables
+    costs as much as evaluating a thumbnail's lattice. Read-only once built."""
+    return FastPlan({n: np.float32(v) for n, v in zip(P.PARAM_NAMES, values, strict=True)})
 
 
 def render_exact(image: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
