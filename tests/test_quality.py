@@ -39,8 +39,9 @@ def test_ciede2000_matches_the_reference_values() -> None:
 
 
 def test_compiled_mean_ciede2000_equals_the_reference() -> None:
-    """The gates' compiled mean is the vectorised formula's mean: on Sharma's pairs and on the Lab
-    thumbnails of real edits (hue wrap-around, greys with zero chroma, clipped pixels)."""
+    """The gates' mean (summed in the kernel, no per-pixel array) is the per-pixel values' mean: on
+    Sharma's pairs and on the Lab thumbnails of real edits (hue wrap-around, greys with zero
+    chroma, clipped pixels)."""
     import cv2
 
     from aether_data.color_difference import mean_ciede2000
