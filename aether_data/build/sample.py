@@ -127,7 +127,7 @@ class PendingSample:
     images are `RELEASED` once encoded (a workflow's ``complete`` keeps what it needs in
     ``extra``), and of the source only what the record says (`SourceInfo`). Holding a decoded
     1.5 MP source and two 512 px images per sample, one 256-sample param shard of 512 px pairs
-    peaked at 1.93 GB of RSS (0.45 GB without), and the bench measured it a few % slower.
+    peaked at 1.93 GB of RSS (0.45 GB without).
     """
 
     row: PlanRow
