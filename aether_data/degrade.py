@@ -47,21 +47,17 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse <= 1e-12 else 10.0 * float(np.log10(1.0 / mse))
 
 
-def negation_restores(image_small: np.ndarray, degradation: dict[str, float], margin_db: float = 1.0) -> bool:
-    """Whether rendering the negated sliders on the degraded image moves it back toward the image.
+def negation_restores(
+    small: np.ndarray, degraded: np.ndarray, degradation: dict[str, float], margin_db: float = 1.0
+) -> bool:
+    """Whether rendering the negated sliders on ``degraded`` (``small`` rendered with
+    ``degradation``) moves it back toward ``small``.
 
     The negation is only a first-order inverse: a push that clips (highlights blown by +EV, a cast
     pushed out of gamut) is not undone by the opposite push, and a record whose "corrective" params
-    make the input worse would teach the wrong edit. Checked on a small copy (cheap).
+    make the input worse would teach the wrong edit. Checked on a small copy (cheap); the caller
+    renders the degraded copy once, for this check and its gate preview.
     """
-    from aether_data.develop import render
-
-    return _restores(image_small, render(image_small, degradation), degradation, margin_db)
-
-
-def _restores(
-    small: np.ndarray, degraded: np.ndarray, degradation: dict[str, float], margin_db: float = 1.0
-) -> bool:
     from aether_data.develop import render
 
     restored = render(degraded, corrective_params(degradation))
@@ -117,7 +113,7 @@ def random_operator_degradation(
         if target is not None:
             degradation = _scaled_to(image, degradation, target)
         degraded = render(small, degradation)
-        if _restores(small, degraded, degradation) and (accept is None or accept(protocol, degraded)):
+        if negation_restores(small, degraded, degradation) and (accept is None or accept(protocol, degraded)):
             break
     return protocol, degradation, render_lut8(image, degradation, lut_size, dtype)
 

@@ -20,6 +20,7 @@ with clarity, texture, grain or dehaze) mean to change local structure: their pa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -28,6 +29,9 @@ from aether_data.color_difference import ciede2000, mean_ciede2000
 from aether_data.io.errors import SourceError
 from aether_data.io.imaging import box_shrink
 
+if TYPE_CHECKING:
+    from aether_data.config import GateSpec
+
 __all__ = [
     "GATES",
     "TEXTURE_KEYS",
@@ -35,6 +39,7 @@ __all__ = [
     "QualityRejected",
     "ciede2000",
     "failed_gate",
+    "failed_spec_gate",
     "lab_thumb",
     "measure_pair",
     "redraw_seed",
@@ -107,6 +112,10 @@ def _clipped(rgb01: np.ndarray) -> np.ndarray:
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 
+def _rgb_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return round(float(cv2.absdiff(a, b).mean()) * 255.0, 4)
+
+
 class PairMeasurer:
     """`measure_pair` with the original's half prepared once: a sample's redraws all compare
     against the same photo, so its thumbnail, Lab copy, gradient and clipping mask are reused."""
@@ -121,7 +130,7 @@ class PairMeasurer:
         """Just ``rgb_diff`` (the cheapest measure: a redraw that fails it needs no other)."""
         b = _thumb(edited)
         h, w = min(self.a.shape[0], b.shape[0]), min(self.a.shape[1], b.shape[1])
-        return round(float(cv2.absdiff(self.a[:h, :w], b[:h, :w]).mean()) * 255.0, 4)
+        return _rgb_diff(self.a[:h, :w], b[:h, :w])
 
     def measure(self, edited: np.ndarray) -> dict[str, float]:
         """The gate measures of (original, ``edited``): see `measure_pair`."""
@@ -135,7 +144,7 @@ class PairMeasurer:
         clip_b = _clipped(b)
         return {
             "delta_e": round(mean_ciede2000(lab_a, lab_thumb(b)), 4),
-            "rgb_diff": round(float(cv2.absdiff(a, b).mean()) * 255.0, 4),
+            "rgb_diff": _rgb_diff(a, b),
             "grad_corr": round(_corr(grad_a, _grad_mag(b @ _LUMA)), 4),
             "new_clipped": round(float((clip_b & ~clip_a).mean()), 5),
         }
@@ -170,3 +179,24 @@ def failed_gate(
         if scores["aesthetic_target"] < scores["aesthetic_input"]:
             return "aesthetic"
     return None
+
+
+def failed_spec_gate(
+    gates: GateSpec,
+    measures: Mapping[str, float],
+    *,
+    protocol: str | None = None,
+    texture: bool = False,
+    scores: Mapping[str, float] | None = None,
+) -> str | None:
+    """`failed_gate` with one workflow's thresholds (``quality.<workflow>`` of the spec)."""
+    return failed_gate(
+        measures,
+        min_delta_e=gates.delta_e_floor(protocol),
+        min_rgb_diff=gates.min_rgb_diff,
+        min_grad_corr=gates.min_grad_corr,
+        max_new_clipped=gates.max_new_clipped,
+        texture=texture,
+        scores=scores,
+        target_not_worse=gates.target_not_worse,
+    )

@@ -35,7 +35,7 @@ from aether_data.io.imaging import (
     resize_image,
 )
 from aether_data.io.sources import FetchSettings, bundled_license, read_source_bytes
-from aether_data.quality import THUMB_SHORT, PairMeasurer, QualityRejected, failed_gate, redraw_seed
+from aether_data.quality import THUMB_SHORT, PairMeasurer, QualityRejected, failed_spec_gate, redraw_seed
 from aether_data.resources import display_uri
 from aether_data.sampling import rng_for
 from aether_data.scoring import heuristic_score
@@ -65,6 +65,13 @@ class LoadedSource:
 
     def info(self) -> SourceInfo:
         return SourceInfo(self.sha256, self.width, self.height, self.license)
+
+
+def _original_and_edited(
+    row: PlanRow, pair_input: np.ndarray, pair_target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(untouched photo, edited image) of a pair: auto's target is the photo, its input the edit."""
+    return (pair_target, pair_input) if row.workflow == "auto" else (pair_input, pair_target)
 
 
 RELEASED = np.zeros((0, 0, 3), np.uint8)
@@ -257,15 +264,16 @@ class SampleRenderer:
         """
         qspec = self.spec.quality
         measurer = PairMeasurer(img_u8) if qspec.enabled else None
-        thumb = self._preview_image(workflow, image, img_u8) if measurer is not None else None
-        scored: dict[int, float] = {}  # aesthetic score of the unchanged photo, computed once
+        thumb = self._preview_image(workflow, img_u8) if measurer is not None else None
+        photo_score: float | None = None  # aesthetic score of the unchanged photo, computed once
 
         def score(img: np.ndarray) -> float:
-            if img is img_u8:
-                if id(img) not in scored:
-                    scored[id(img)] = heuristic_score(img)
-                return scored[id(img)]
-            return heuristic_score(img)
+            nonlocal photo_score
+            if img is not img_u8:
+                return heuristic_score(img)
+            if photo_score is None:
+                photo_score = heuristic_score(img_u8)
+            return photo_score
 
         redraws = 0
         measures: dict[str, float] = {}
@@ -284,21 +292,21 @@ class SampleRenderer:
                 self.clock.mark("scoring")
                 if measurer is None:
                     return pair, scores, None
-                auto = row.workflow == "auto"  # the target is the untouched photo, the input the edit
-                original, edited = (pair_target, pair_input) if auto else (pair_input, pair_target)
+                original, edited = _original_and_edited(row, pair_input, pair_target)
                 measures = (measurer if original is img_u8 else PairMeasurer(original)).measure(edited)
-                texture = bool(pair.extra.get("texture_edit", False))
                 gate = self._gate(row, pair, measures, scores)
                 self.clock.mark("quality")
                 if gate is None:
+                    texture = bool(pair.extra.get("texture_edit", False))
                     return (
                         pair,
                         scores,
                         {**measures, "texture_edit": texture, "redraws": redraws, "replaced": 0},
                     )
+            assert gate is not None  # a draw that passed every gate returned above
             if redraws >= qspec.max_redraws:
                 self.counts["rejected"] += 1
-                raise QualityRejected(gate or "visible", row.source_uri, f"{redraws} redraws: {measures}")
+                raise QualityRejected(gate, row.source_uri, f"{redraws} redraws: {measures}")
             redraws += 1
             self.counts["redraws"] += 1
             rng = rng_for(redraw_seed(row.seed, redraws))
@@ -306,20 +314,16 @@ class SampleRenderer:
     def _gate(
         self, row: PlanRow, pair: Pair, measures: dict[str, float], scores: dict[str, float] | None
     ) -> str | None:
-        gates = self.spec.quality.gates(row.workflow)
-        return failed_gate(
+        return failed_spec_gate(
+            self.spec.quality.gates(row.workflow),
             measures,
-            min_delta_e=gates.delta_e_floor(pair.protocol),
-            min_rgb_diff=gates.min_rgb_diff,
-            min_grad_corr=gates.min_grad_corr,
-            max_new_clipped=gates.max_new_clipped,
+            protocol=pair.protocol,
             texture=bool(pair.extra.get("texture_edit", False)),
             scores=scores,
-            target_not_worse=gates.target_not_worse,
         )
 
     @staticmethod
-    def _preview_image(workflow: Workflow, image: np.ndarray, img_u8: np.ndarray) -> np.ndarray | None:
+    def _preview_image(workflow: Workflow, img_u8: np.ndarray) -> np.ndarray | None:
         """The gates' thumbnail of the photo, as the workflow takes it; None when the workflow does
         not preview or the photo is already that small (a preview would cost a full draft)."""
         factor = min(img_u8.shape[:2]) // THUMB_SHORT
@@ -341,8 +345,7 @@ class SampleRenderer:
         pair = workflow.draft(row, thumb, copy.deepcopy(rng))
         self.counts["drafts"] += 1
         self.clock.mark("synthesis")
-        auto = row.workflow == "auto"
-        original, edited = (pair.target, pair.input) if auto else (pair.input, pair.target)
+        original, edited = _original_and_edited(row, pair.input, pair.target)
         # the measurer's photo half is this thumbnail's: the gates measure at this very size
         m = measurer if original is thumb else PairMeasurer(original)
         if m.rgb_diff(edited) < self.spec.quality.gates(row.workflow).min_rgb_diff:

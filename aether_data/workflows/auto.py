@@ -28,7 +28,6 @@ filter (`min_source_score`, `scorer`) skips photos that are not good enough to b
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from aether_data.io.errors import SourceError
 from aether_data.sampling import load_operator_stats, protocol_for_masks
 from aether_data.strength import load_strength_stats
 from aether_data.workflows.auto_screen import SCREEN_TRIES, GatePreview
-from aether_data.workflows.base import Pair, PlanRow
+from aether_data.workflows.base import LastImageMemo, Pair, PlanRow
 
 __all__ = ["AutoWorkflow", "corrective_params", "preflight"]
 
@@ -113,7 +112,7 @@ class AutoWorkflow:
         self.index = None
         if cfg.supplementary_fraction < 1.0:
             self._load_er(degrader, db)
-        self._memo: tuple[np.ndarray | None, dict[str, Any]] = (None, {})
+        self._memo = LastImageMemo()  # the source's score, features and gate preview, per photo
 
     def _load_er(self, degrader: ERDegrader | None, db: Any | None) -> None:
         """Encoder/renderer, expert DB and retrieval index, once per worker."""
@@ -177,30 +176,19 @@ class AutoWorkflow:
             )
         return out
 
-    def _per_source(self, image: np.ndarray, key: str, make: Callable[[], Any]) -> Any:
-        """``make()`` once per source image: a sample's redraws get the same image object, so its
-        score, histogram features and gate preview are computed once (only the last image is kept)."""
-        owner, values = self._memo  # one read: a concurrent caller swaps the pair, never mutates ours
-        if owner is not image:
-            values = {}
-            self._memo = (image, values)
-        if key not in values:
-            values[key] = make()
-        return values[key]
-
     def _preview(self, image: np.ndarray) -> GatePreview | None:
         """The gate preview of this source's drafts (`auto_screen`), None when the gates are off."""
         quality = self.spec.quality
         if not quality.enabled:
             return None
-        return self._per_source(image, "preview", lambda: GatePreview(image, quality.auto))
+        return self._memo.get(image, "preview", lambda: GatePreview(image, quality.auto))
 
     def draft(self, row: PlanRow, image: np.ndarray, rng: np.random.Generator) -> Pair:
         """The pair without its fitted parameters (an encoder/renderer sample carries a fit request)."""
         cfg = self.spec.auto
         if self.scorer is not None and cfg.min_source_score is not None:
             scorer = self.scorer
-            score = self._per_source(image, "score", lambda: float(scorer.score_batch([image])[0]))
+            score = self._memo.get(image, "score", lambda: float(scorer.score_batch([image])[0]))
             if score < cfg.min_source_score:
                 raise SourceError(
                     "low-aesthetic-source",
@@ -305,7 +293,7 @@ class AutoWorkflow:
         """The candidate's LUT (baked for the preview's copy too, always: the verdicts are a pure
         memo), or None when the preview predicts that its draft fails a gate."""
         assert self.degrader is not None and self.db is not None
-        verdicts: dict[tuple[int, ...], bool] = self._per_source(image, "verdicts", dict)
+        verdicts: dict[tuple[int, ...], bool] = self._memo.get(image, "verdicts", dict)
         key = (ref, *masks)
         if verdicts.get(key) is False:
             return None
@@ -325,7 +313,7 @@ class AutoWorkflow:
 
         cfg = self.spec.auto
         # the kNN query and the toward-reference check's starting point
-        features = self._per_source(image, "features", lambda: histogram_features(image))
+        features = self._memo.get(image, "features", lambda: histogram_features(image))
         seen: list[tuple[int, list[int]]] = []
         first = None
         for _ in range(SCREEN_TRIES if self._preview(image) is not None else 1):

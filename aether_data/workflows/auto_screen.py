@@ -23,7 +23,7 @@ from aether_data.config import GateSpec
 from aether_data.degrade import operator_thumbnail
 from aether_data.develop import apply_lut_u8
 from aether_data.develop.lut import to_u8
-from aether_data.quality import failed_gate, measure_pair
+from aether_data.quality import PairMeasurer, failed_spec_gate
 from aether_data.scoring.heuristic import heuristic_score
 
 SCREEN_TRIES = 8
@@ -37,20 +37,17 @@ class GatePreview:
     def __init__(self, image: np.ndarray, gates: GateSpec) -> None:
         self.small_u8 = to_u8(operator_thumbnail(image))
         self.small = np.divide(self.small_u8, np.float32(255.0), dtype=np.float32)
+        self.measurer = PairMeasurer(self.small)  # the photo's half, once for all candidates
         self.target_score = heuristic_score(self.small_u8)
         self.gates = gates
 
     def failed(self, edited: np.ndarray, protocol: str | None = None) -> str | None:
         """The gate predicted to fail by the draft whose small copy is ``edited`` (float32), or None."""
-        g = self.gates
-        return failed_gate(
-            measure_pair(self.small, edited),
-            min_delta_e=g.delta_e_floor(protocol),
-            min_rgb_diff=g.min_rgb_diff,
-            min_grad_corr=g.min_grad_corr,
-            max_new_clipped=g.max_new_clipped,
+        return failed_spec_gate(
+            self.gates,
+            self.measurer.measure(edited),
+            protocol=protocol,
             scores={"aesthetic_input": heuristic_score(edited), "aesthetic_target": self.target_score},
-            target_not_worse=g.target_not_worse,
         )
 
     def lut_fails(self, lut: np.ndarray) -> str | None:

@@ -6,6 +6,7 @@ filesystem or the network, so a shard task can retry it and get the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -125,6 +126,41 @@ def augment_box(
     x0 = int(rng.integers(0, w - cw + 1))
     flip = bool(spec.sources.flip and rng.random() < 0.5)
     return y0, x0, ch, cw, flip
+
+
+def _immutable(image: np.ndarray) -> bool:
+    """True for an array whose pixels nothing can change: read-only over a bytes object (what
+    `io.imaging.decode_image_u8` returns)."""
+    base = image
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return isinstance(base, bytes)
+
+
+class LastImageMemo:
+    """Values a workflow computes from its input photo, kept while the build passes the same
+    photo again (a sample's redraws hand the draft the same decoded array).
+
+    Only the last photo is kept (bounded), and only one whose pixels nothing can change
+    (`_immutable`: read-only over bytes, as decoded), so a value never outlives the pixels it was
+    computed from; any other image gets fresh values. The results are the same either way. A
+    concurrent caller swaps the whole entry and never mutates another's."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[np.ndarray | None, dict[str, Any]] = (None, {})
+
+    def get(self, image: np.ndarray, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once per photo and key."""
+        owner, values = self._entry  # one read: a concurrent caller swaps the entry
+        if owner is not image:
+            values = {}
+            if _immutable(image):
+                self._entry = (image, values)
+        if key not in values:
+            values[key] = make()
+        return values[key]
 
 
 def image_stats(image: np.ndarray) -> dict[str, float]:

@@ -32,7 +32,7 @@ from aether_data.presets.measure import probe_colours
 from aether_data.presets.taxonomy import load_taxonomy
 from aether_data.presets.wording import style_instructions, style_plans
 from aether_data.quality import TEXTURE_KEYS
-from aether_data.workflows.base import INPUT_STATS, OneStepWorkflow, Pair, PlanRow, image_stats
+from aether_data.workflows.base import INPUT_STATS, LastImageMemo, OneStepWorkflow, Pair, PlanRow, image_stats
 
 LUT_CACHE_SIZE = 256
 
@@ -86,17 +86,6 @@ def preset_masks(settings: PresetSettings) -> list[int]:
     return [int(bool(light)), int(bool(glob)), int(bool(spec))]
 
 
-def _immutable(image: np.ndarray) -> bool:
-    """True for an array whose pixels nothing can change: read-only over a bytes object (what
-    `io.imaging.decode_image_u8` returns)."""
-    base = image
-    while isinstance(base, np.ndarray):
-        if base.flags.writeable:
-            return False
-        base = base.base
-    return isinstance(base, bytes)
-
-
 class StyleWorkflow(OneStepWorkflow):
     """match → seeded preset draw from the top categories → render → instructions and plans."""
 
@@ -124,19 +113,14 @@ class StyleWorkflow(OneStepWorkflow):
         self._luts: OrderedDict[str, np.ndarray | None] = OrderedDict()
         self._described: dict[str, dict[str, Any]] = {}
         self._probe_out: dict[str, np.ndarray] = {}  # probe results of this sample's LUT call
-        self._seen: tuple[np.ndarray, dict[str, float], dict[str, float]] | None = None
+        self._memo = LastImageMemo()
 
     def analyse(self, image: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-        """(category scores, `image_stats`) of the input photo.
-
-        A redraw passes the same decoded image again: its analysis is kept for the last image
-        when nothing can change its pixels (`_immutable`: read-only over bytes, as decoded), so a
-        redraw skips it (~3 ms). One entry: bounded; the results are the same either way."""
-        seen = self._seen
-        if seen is not None and seen[0] is image:
-            return seen[1], dict(seen[2])
-        scores, stats = self.matcher.scores(image), image_stats(image)
-        self._seen = (image, scores, stats) if _immutable(image) else None
+        """(category scores, `image_stats`) of the input photo, once per decoded photo
+        (`LastImageMemo`: a redraw skips it, ~3 ms); the statistics are the caller's copy."""
+        scores, stats = self._memo.get(
+            image, "analysis", lambda: (self.matcher.scores(image), image_stats(image))
+        )
         return scores, dict(stats)
 
     # caches ----------------------------------------------------------------------------------------
