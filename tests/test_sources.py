@@ -11,7 +11,14 @@ import pytest
 from PIL import Image
 
 from aether_data.io.errors import SourceError
-from aether_data.io.imaging import encode_jpeg, encode_png, load_image, resize_short_edge
+from aether_data.io.imaging import (
+    decode_image_u8,
+    decode_own_u8,
+    encode_jpeg,
+    encode_png,
+    load_image,
+    resize_short_edge,
+)
 from aether_data.io.sources import PHOTOS_DIR, bundled_license, bundled_photos, list_sources
 
 
@@ -145,6 +152,19 @@ def test_encoders_are_deterministic() -> None:
     back = np.asarray(Image.open(io.BytesIO(encode_png(img))), dtype=np.float32) / 255
     assert np.abs(back - img).max() < 1 / 255 + 1e-6
     assert encode_jpeg((img * 255).round().astype(np.uint8)) == a
+
+
+@pytest.mark.parametrize("quality", [95, 75])
+def test_own_images_decode_to_the_readers_pixels(quality: int) -> None:
+    """A sample renders from `decode_own_u8` (OpenCV): a reader decodes with Pillow. Same pixels, or
+    the target would be rendered from an input the model never sees."""
+    for photo in bundled_photos():
+        img = resize_short_edge(load_image(photo, dtype=np.uint8), 384)
+        for data in (encode_jpeg(img, quality=quality), encode_png(img)):
+            own, reader = decode_own_u8(data), decode_image_u8(data)
+            assert own.dtype == np.uint8 and own.shape == img.shape
+            np.testing.assert_array_equal(own, reader)
+            assert not own.flags.writeable  # as Pillow's: per-photo caches key on immutability
 
 
 def test_resize_short_edge() -> None:

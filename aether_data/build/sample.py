@@ -28,7 +28,7 @@ from aether_data.io.errors import SourceError
 from aether_data.io.imaging import (
     as_float01,
     box_shrink,
-    decode_image_u8,
+    decode_own_u8,
     encode_jpeg,
     encode_png,
     load_image_bytes,
@@ -222,7 +222,7 @@ class SampleRenderer:
         clock.mark("decode")
         base = self.encode(img)
         clock.mark("encode")
-        img_u8 = decode_image_u8(base)  # what a reader sees: render from it, not from the float
+        img_u8 = decode_own_u8(base)  # what a reader sees: render from it, not from the float
         workflow = self.workflows[row.workflow]
         image = img_u8 if workflow.takes_uint8 else as_float01(img_u8)
         clock.mark("decode")

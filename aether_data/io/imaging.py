@@ -443,6 +443,31 @@ def decode_image_u8(data: bytes) -> np.ndarray:
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
+def decode_own_u8(data: bytes) -> np.ndarray:
+    """`decode_image_u8` for bytes `encode_jpeg` / `encode_png` wrote: the same pixels, ~20% faster.
+
+    Why: a sample re-decodes its own input JPEG (what a reader sees) and Pillow's ``np.asarray``
+    copies the decoded image twice more. These files are plain RGB (4:4:4, no EXIF, no ICC), which
+    OpenCV's libjpeg-turbo / libpng decode to the very pixels Pillow does (a test checks it on every
+    bundled photo). Read-only like Pillow's array, so per-photo caches treat both alike.
+    """
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8)
+    flags = cv2.IMREAD_IGNORE_ORIENTATION
+    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV ≥ 4.10: no BGR → RGB pass
+    if rgb is not None:
+        arr = cv2.imdecode(buf, rgb | flags)
+    else:  # pragma: no cover - OpenCV < 4.10
+        arr = cv2.imdecode(buf, cv2.IMREAD_COLOR | flags)
+        if arr is not None:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if arr is None or arr.ndim != 3 or arr.shape[2] != 3:  # not what encode_* writes: the reader's way
+        return decode_image_u8(data)
+    arr.flags.writeable = False
+    return arr
+
+
 OUTPUT_FORMATS: dict[str, str] = {
     ".png": "PNG",
     ".jpg": "JPEG",
