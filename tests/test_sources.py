@@ -20,6 +20,7 @@ from aether_data.io.imaging import (
     resize_short_edge,
 )
 from aether_data.io.sources import PHOTOS_DIR, bundled_license, bundled_photos, list_sources
+from aether_data.workflows.base import _immutable
 
 
 def _gradient(w: int = 64, h: int = 48) -> np.ndarray:
@@ -165,6 +166,7 @@ def test_own_images_decode_to_the_readers_pixels(quality: int) -> None:
             assert own.dtype == np.uint8 and own.shape == img.shape
             np.testing.assert_array_equal(own, reader)
             assert not own.flags.writeable  # as Pillow's: per-photo caches key on immutability
+            assert _immutable(own) and _immutable(reader)
 
 
 def test_resize_short_edge() -> None:

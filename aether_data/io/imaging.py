@@ -449,7 +449,7 @@ def decode_own_u8(data: bytes) -> np.ndarray:
     Why: a sample re-decodes its own input JPEG (what a reader sees) and Pillow's ``np.asarray``
     copies the decoded image twice more. These files are plain RGB (4:4:4, no EXIF, no ICC), which
     OpenCV's libjpeg-turbo / libpng decode to the very pixels Pillow does (a test checks it on every
-    bundled photo). Read-only like Pillow's array, so per-photo caches treat both alike.
+    bundled photo). Read-only over bytes like Pillow's array, so per-photo caches treat both alike.
     """
     import cv2
 
@@ -464,8 +464,9 @@ def decode_own_u8(data: bytes) -> np.ndarray:
             arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
     if arr is None or arr.ndim != 3 or arr.shape[2] != 3:  # not what encode_* writes: the reader's way
         return decode_image_u8(data)
-    arr.flags.writeable = False
-    return arr
+    # over an immutable bytes object, as Pillow's: a read-only flag alone can be switched back, and
+    # per-photo caches (workflows.base.LastImageMemo) key on pixels that nothing can change
+    return np.frombuffer(arr.tobytes(), np.uint8).reshape(arr.shape)
 
 
 OUTPUT_FORMATS: dict[str, str] = {

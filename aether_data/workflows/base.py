@@ -130,7 +130,7 @@ def augment_box(
 
 def _immutable(image: np.ndarray) -> bool:
     """True for an array whose pixels nothing can change: read-only over a bytes object (what
-    `io.imaging.decode_image_u8` returns)."""
+    `io.imaging.decode_image_u8` and `decode_own_u8` return)."""
     base = image
     while isinstance(base, np.ndarray):
         if base.flags.writeable:
