@@ -9,11 +9,45 @@ Public encoder/renderer API::
     from model_core.eval_er import evaluate_er
 """
 
-from model_core.encoder import RetouchEncoder, apply_masks
-from model_core.er_config import CPU, PAPER, ERConfig, get_config
-from model_core.er_io import DEFAULT_CHECKPOINT, load_er_checkpoint, save_er_weights
-from model_core.renderer import RetouchRenderer, apply_lut_numpy, apply_lut_torch, render_lut
-from model_core.retouch import reference_retouch
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "RetouchEncoder": "model_core.encoder",
+    "apply_masks": "model_core.encoder",
+    "CPU": "model_core.er_config",
+    "PAPER": "model_core.er_config",
+    "ERConfig": "model_core.er_config",
+    "get_config": "model_core.er_config",
+    "DEFAULT_CHECKPOINT": "model_core.er_io",
+    "load_er_checkpoint": "model_core.er_io",
+    "save_er_weights": "model_core.er_io",
+    "RetouchRenderer": "model_core.renderer",
+    "apply_lut_numpy": "model_core.renderer",
+    "apply_lut_torch": "model_core.renderer",
+    "render_lut": "model_core.renderer",
+    "reference_retouch": "model_core.retouch",
+}
+"""Public name → its module, imported on first use (PEP 562): `import model_core.cli` (every
+`aether` command) must not pay torch's ~2 s import for commands that never touch a model."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'model_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
+    from model_core.encoder import RetouchEncoder, apply_masks
+    from model_core.er_config import CPU, PAPER, ERConfig, get_config
+    from model_core.er_io import DEFAULT_CHECKPOINT, load_er_checkpoint, save_er_weights
+    from model_core.renderer import RetouchRenderer, apply_lut_numpy, apply_lut_torch, render_lut
+    from model_core.retouch import reference_retouch
 
 __all__ = [
     "CPU",
