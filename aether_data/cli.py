@@ -275,8 +275,11 @@ def evaluate(
 def bench(
     json_path: Annotated[str | None, typer.Option("--json", help="write the results JSON here")] = None,
     markdown: Annotated[
-        str, typer.Option("--markdown", help="write the README table here")
-    ] = "benchmarks/results.md",
+        str | None,
+        typer.Option(
+            "--markdown", help="write the README table here \\[default: next to --json, as .md; none without]"
+        ),
+    ] = None,
     samples: Annotated[int, typer.Option("--samples", help="pairs per workflow measurement")] = 288,
     image_size: Annotated[
         int, typer.Option("--image-size", help="short edge of the benchmarked images")

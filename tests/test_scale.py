@@ -184,3 +184,25 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
     md = render_markdown(result)
     assert "| param |" in md and "ratio to transcode" in md and "CPU-hours" in md
     json.dumps(result)
+
+
+def test_bench_command_writes_its_table_next_to_its_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`aether bench --json X.json` writes X.md beside it and nothing into the working directory
+    (its old default, benchmarks/results.md under the cwd, overwrote the gated run's table with
+    a gates-off run's)."""
+    from aether_data.bench import bench_command
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "runs" / "no-gates.json"
+    out.parent.mkdir()
+    code = bench_command(
+        json_path=out, samples=4, image_size=64, workflows="param", skip_scaling=True, skip_memory=True,
+        workdir=str(tmp_path / "work"), log=lambda _: None, gates=False,
+    )  # fmt: skip
+    assert code == 0 and json.loads(out.read_text())["workflows"]["param"]["samples"] == 4
+    assert "| param |" in out.with_suffix(".md").read_text()
+    assert list(cwd.iterdir()) == []

@@ -211,7 +211,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
 
 def bench_command(
     json_path: str | Path | None = None,
-    markdown_path: str | Path | None = "benchmarks/results.md",
+    markdown_path: str | Path | None = None,
     samples: int = 288,
     image_size: int = 512,
     workflows: str = "param,style,auto",
@@ -224,7 +224,14 @@ def bench_command(
     log: Callable[[str], None] = print,
     gates: bool = True,
 ) -> int:
-    """The `aether bench` command: run, print the markdown table, write JSON/markdown; exit code."""
+    """The `aether bench` command: run, print the markdown table, write JSON/markdown; exit code.
+
+    The markdown goes next to the JSON (same name, ``.md``) unless `markdown_path` says otherwise:
+    a run never overwrites another run's table, and nothing is written into the working directory
+    that was not asked for.
+    """
+    if markdown_path is None and json_path:
+        markdown_path = Path(json_path).with_suffix(".md")
     small, large = (int(x) for x in memory_samples.split(","))
     cfg = BenchConfig(
         samples=samples,
