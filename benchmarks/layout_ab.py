@@ -4,11 +4,12 @@
 own bench runs compares two benches. This script calls each commit's `measure_throughput` with the
 same corpus size, shard size and seed, so only the pipeline differs:
 
-    git worktree add /tmp/before 014522d && cp benchmarks/layout_ab.py /tmp/
+    git worktree add /tmp/before 2a307ef && git worktree add /tmp/after 793acae
+    cp benchmarks/layout_ab.py /tmp/
     (cd /tmp/before && PYTHONPATH=/tmp/before python /tmp/layout_ab.py /tmp/before-1.json)
-    (cd /tmp && python /tmp/layout_ab.py /tmp/after-1.json)   # the installed aether; alternate
+    (cd /tmp/after && PYTHONPATH=/tmp/after python /tmp/layout_ab.py /tmp/after-1.json)  # alternate
 
-(run from outside the checkout, so each import finds the intended tree)
+(PYTHONPATH and the working directory pick the tree each run imports)
 """
 
 from __future__ import annotations
