@@ -67,6 +67,17 @@ def _read_member(f: Any, offset: int, size: int) -> bytes:
     return f.read(size)
 
 
+def _attach_masks(f: Any, row: dict[str, Any], rec: dict[str, Any], ext: str) -> None:
+    """Put a region sample's label map (the member after its JSON) on the record for the contact
+    sheet, which draws it as a third column; a sample whose map cannot be read is shown without."""
+    from aether_data.dataset.tar import read_following_member
+    from aether_data.inspect import MASKS_FIELD
+
+    masks = read_following_member(f, row["json_offset"], row["json_size"], f"{row['key']}.{ext}")
+    if masks is not None:
+        rec[MASKS_FIELD] = masks
+
+
 def collect_stats(out_dir: str | Path | storage.RemotePath, examples_per_workflow: int = 3) -> DatasetStats:
     """One pass: index columns for counts and scores, JSON members (by offset) for the rest.
     ``out_dir`` may be a URI (each shard is read from a local copy)."""
@@ -109,6 +120,8 @@ def collect_stats(out_dir: str | Path | storage.RemotePath, examples_per_workflo
                     shown[wf] += 1
                     inp = _read_member(f, row["input_offset"], row["input_size"])
                     tgt = _read_member(f, row["target_offset"], row["target_size"])
+                    if (regions := rec.get("regions")) and regions.get("masks"):
+                        _attach_masks(f, row, rec, regions["masks"])
                     stats.examples.append((row["key"], rec, inp, tgt))
     return stats
 

@@ -165,3 +165,21 @@ def test_inspect_contact_sheet_shows_masks(region_build, tmp_path):
     assert all(MASKS_FIELD in rec for _, rec, _, _ in samples)
     sheet = Image.open(contact_sheet(samples, tmp_path / "sheet.png", cell=64))
     assert sheet.width == 3 * 64 + 4 * 6  # input | target | masks
+
+
+def test_report_contact_sheet_shows_masks(region_build, tmp_path):
+    """The HTML report's contact sheet draws each region example's label map as a third column,
+    read by offset from the member after its JSON, and the map is tinted, not blank."""
+    import shutil
+
+    from aether_data.report import write_report
+
+    ds = tmp_path / "ds"
+    shutil.copytree(region_build, ds)
+    paths = write_report(ds, examples_per_workflow=2)
+    sheet = np.asarray(Image.open(paths["contact_sheet.png"]).convert("RGB"))
+    cell, pad = 192, 6
+    assert sheet.shape[1] == 3 * cell + 4 * pad  # input | target | masks
+    third = sheet[:, 2 * cell + 3 * pad : 3 * cell + 3 * pad]
+    assert (third.max(axis=2) > 40).mean() > 0.2  # the overlay, not the dark background
+    assert "contact_sheet.png" in paths["html"].read_text(encoding="utf-8")

@@ -22,6 +22,7 @@ from aether_data.dataset.tar import (
     TarWriter,
     UnsafeMemberError,
     iter_shard,
+    read_following_member,
     sanitize_member_name,
 )
 from aether_data.io.atomic import atomic_write_bytes, atomic_write_text
@@ -117,6 +118,26 @@ def test_iter_shard_roundtrip(tmp_path: Path) -> None:
     got = list(iter_shard(info.path))
     assert [k for k, _ in got] == KEYS
     assert got[3][1] == sample_members(KEYS[3], 3)
+
+
+def test_the_member_after_a_json_is_read_by_offset(tmp_path: Path) -> None:
+    """A region sample's masks.png (not indexed) is the member right after its JSON; anything else
+    there (another name, the next sample, the archive's end) reads as None."""
+    path = tmp_path / "s.tar"
+    masks = b"\x89PNG-labels" * 50
+    with TarWriter(path) as w:
+        first = w.add(KEYS[0], {**sample_members(KEYS[0]), "masks.png": masks})
+        plain = w.add(KEYS[1], sample_members(KEYS[1]))
+        w.commit()
+    with open(path, "rb") as f:
+        js = first["json"]
+        assert read_following_member(f, js.data_offset, js.size, f"{KEYS[0]}.masks.png") == masks
+        assert read_following_member(f, js.data_offset, js.size, f"{KEYS[1]}.masks.png") is None
+        assert read_following_member(f, js.data_offset, js.size, f"{KEYS[0]}.masks.png", max_size=10) is None
+        js = plain["json"]  # followed by its target, not a label map
+        assert read_following_member(f, js.data_offset, js.size, f"{KEYS[1]}.masks.png") is None
+        last = plain["target.jpg"]  # followed by the end-of-archive blocks
+        assert read_following_member(f, last.data_offset, last.size, f"{KEYS[1]}.masks.png") is None
 
 
 @pytest.mark.parametrize("key", ["a.b", "a/b", "../x", "", "a b", "a\x00b", "/abs", "ключ"])

@@ -48,6 +48,7 @@ __all__ = [
     "UnsafeMemberError",
     "iter_shard",
     "iter_shard_members",
+    "read_following_member",
     "sanitize_member_name",
     "split_member_name",
     "validate_key",
@@ -367,6 +368,32 @@ def iter_shard_members(
                 _check_trailer(tail, tf.offset)
             if cur_key is not None:
                 yield cur_key, cur
+
+
+def read_following_member(
+    f: Any, data_offset: int, size: int, name: str, max_size: int = 64 << 20
+) -> bytes | None:
+    """The bytes of the member that directly follows the one whose data is at ``data_offset``
+    (``size`` bytes) in the open tar ``f``, if that member is the regular file ``name``; else None.
+
+    Why: the index records where a sample's input, target and JSON lie, not members that only some
+    workflows add (``index.OPTIONAL_MEMBERS``); members are written in byte order of their
+    extension, so the region workflow's ``masks.png`` is the one after ``json``, and a reader of a
+    few samples (the report) can fetch it by offset instead of walking the whole shard. A header
+    that does not parse, another name, a non-regular member, a member over ``max_size`` or a
+    short read all give None: the caller shows the sample without it.
+    """
+    pos = data_offset + size + (-size % BLOCK_SIZE)
+    f.seek(pos)
+    try:
+        ti = tarfile.TarInfo.frombuf(f.read(BLOCK_SIZE), "utf-8", "surrogateescape")
+    except tarfile.TarError:
+        return None
+    if ti.name != name or not ti.isreg() or ti.size > max_size:
+        return None
+    f.seek(pos + BLOCK_SIZE)
+    data = f.read(ti.size)
+    return data if len(data) == ti.size else None
 
 
 def iter_shard(
