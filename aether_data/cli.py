@@ -232,8 +232,11 @@ def evaluate(
     ] = "cpu",
     method: Annotated[str | None, typer.Option("--name", help="--bench: the table's method name")] = None,
 ) -> None:
-    """Score a model or predictions on a benchmark with the paper's protocols (--bench), or a model
-    on held-out shards (--data: PSNR, SSIM, LPIPS if installed, histogram intersections per task)."""
+    """Score a model or predictions with the paper's protocols (--bench) or on held-out shards.
+
+    --bench: FiveK-Bench or Aether-Bench tables.
+
+    --data: PSNR, SSIM, LPIPS if installed, and histogram intersections per task."""
     if bench is not None:
         from aether_data.evaluation.cli import eval_bench
 

@@ -159,10 +159,10 @@ def retouch_command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
 ) -> None:
-    """Retouch a photo with a trained model or the official release folder, or copy a reference
-    pair's edit (--ref-after).
+    """Retouch a photo with a trained model or the official release folder.
 
-    Long only by its option declarations (typer reads them from the signature)."""
+    With --ref-after, copy a reference pair's edit instead."""
+    # long only by its option declarations (typer reads them from the signature)
     from aether_data.io.atomic import atomic_write_bytes
     from aether_data.io.errors import SourceError
     from aether_data.io.imaging import OUTPUT_FORMATS, encode_for_suffix, encode_jpeg, encode_png, load_image

@@ -54,6 +54,16 @@ def test_every_option_has_help_and_every_command_examples():
             assert line.startswith(f"aether {name}"), line
 
 
+def test_every_help_paragraph_is_one_line():
+    """Help keeps a docstring's line breaks (the command lists show its first paragraph as is): a
+    paragraph wrapped in the source would break mid-sentence on screen."""
+    for name, cmd in _commands():
+        paragraphs = (cmd.help or "").strip().split("\n\n")
+        assert paragraphs[0], f"aether {name} has no help"
+        for p in paragraphs:
+            assert "\n" not in p.strip(), f"aether {name}: {p!r}"
+
+
 def test_help_shows_defaults_and_examples():
     proc = _cli("build", "--help")
     assert proc.returncode == 0

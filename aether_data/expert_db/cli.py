@@ -226,8 +226,9 @@ def strength(
         Path | None, typer.Option("--out", help="write the strength stats YAML here (else print it)")
     ] = None,
 ) -> None:
-    """Distribution of expert edit strengths (ΔE2000, Δ luma, Δ contrast, Δ saturation; per slider
-    with XMP): calibrate builds with `aether build --strength-stats FILE`."""
+    """Distribution of expert edit strengths, to calibrate builds (`--strength-stats FILE`).
+
+    ΔE2000, Δ luma, Δ contrast, Δ saturation per pair; per slider when XMP sidecars are given."""
     import yaml
 
     from aether_data.expert_db.readers import read_pair_image
