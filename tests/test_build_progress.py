@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -29,6 +30,23 @@ def test_progress_counts_running_shards_and_settles_on_results():
     assert "shards 1/2" in bar._stats() and "ETA" in bar._stats()
     bar.stop()
     assert format_seconds(3725.4) == "1:02:05" and format_seconds(0.2) == "0:00:00"
+
+
+def test_a_build_under_a_second_closes_with_its_rate():
+    """A live rate waits for a second of samples (it would jump about); the closing line does not,
+    so a small build ends with its rate, and an unknown rate reads "–", never "0.0 samples/s"."""
+    bar = BuildProgress(Console(file=open(os.devnull, "w"), force_terminal=False))
+    bar.start(total_shards=1, reused=0, todo=1, todo_samples=32)
+    assert bar._stats().startswith("– samples/s · ETA –")
+    bar.running({"param-000000": 4})
+    time.sleep(0.05)
+    bar.running({"param-000000": 20})
+    assert bar._stats().startswith("– samples/s")  # under a second: no live rate yet
+    bar.update({"name": "param-000000", "ok": True, "samples": 32, "skipped": 0})
+    closing = bar._stats(final=True)
+    rate = float(closing.split(" samples/s")[0])
+    assert 28 / 5 < rate < 28 / 0.05, closing  # 28 samples since the first seen, in 0.05 s to 5 s
+    bar.stop()
 
 
 def test_terminal_capture_of_a_64_sample_build(tmp_path):

@@ -56,22 +56,25 @@ class BuildProgress:
     def processed(self) -> int:
         return sum(self.finished.values()) + sum(n for s, n in self.live.items() if s not in self.finished)
 
-    def _stats(self) -> str:
+    def _stats(self, final: bool = False) -> str:
         done = self.processed()
         now = time.perf_counter()
         if done and self.first is None:
             self.first = (now, done)
-        # rate from the first samples seen on (Ray's and the workers' start-up are not samples)
+        # rate from the first samples seen on (Ray's and the workers' start-up are not samples);
+        # under a second of samples is too noisy for a live rate, but is what the closing line has
         t1, n1 = self.first or (now, done)
-        rate = (done - n1) / (now - t1) if now - t1 > 1.0 and done > n1 else 0.0
+        seen = now - t1 > (0.0 if final else 1.0) and done > n1
+        rate = (done - n1) / (now - t1) if seen else 0.0
         eta = format_seconds((self.total - done) / rate) if rate > 0 else "–"
         return (
-            f"{rate:.1f} samples/s · ETA {eta} · shards {self.shards_done}/{self.shards_total} · "
-            f"{self.skipped} skipped · {self.failed} failed"
+            f"{f'{rate:.1f}' if rate > 0 else '–'} samples/s · ETA {eta} · "
+            f"shards {self.shards_done}/{self.shards_total} · {self.skipped} skipped · {self.failed} failed"
         )
 
-    def _refresh(self) -> None:
-        self.progress.update(self.task, completed=min(self.processed(), self.total), stats=self._stats())
+    def _refresh(self, final: bool = False) -> None:
+        stats = self._stats(final)
+        self.progress.update(self.task, completed=min(self.processed(), self.total), stats=stats)
 
     def start(self, total_shards: int, reused: int, todo: int, todo_samples: int | None = None) -> None:
         if reused:
@@ -103,7 +106,7 @@ class BuildProgress:
     def stop(self) -> None:
         with self.lock:
             if self.task is not None:
-                self._refresh()
+                self._refresh(final=True)
         self.progress.stop()
 
 
@@ -186,7 +189,7 @@ def _report_build(summary: Any, fail_on_error_rate: float | None, out_dir: str =
     reused = f", {summary.shards_reused} reused" if summary.shards_reused else ""
     err.print(
         f"[green]done[/green] in {format_seconds(summary.seconds)} ({summary.seconds:.1f}s): "
-        f"{m.get('samples', 0)} samples in {summary.shards_total} shards "
+        f"{m.get('samples', 0)} samples in {summary.shards_total} shard{'' if summary.shards_total == 1 else 's'} "
         f"({summary.shards_built} built{reused}) · {rate:.1f} samples/s"
     )
     err.print(f"  per workflow: {per}")
